@@ -1,0 +1,13 @@
+"""Every route of Rebound: pages, the admin and the API."""
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("imports.urls")),
+    path("operations/", include("operations.urls")),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(("config.api_router", "api"), namespace="api")),
+]

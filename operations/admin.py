@@ -1,0 +1,77 @@
+from collections import Counter
+
+from django.contrib import admin, messages
+from django.utils.html import format_html, format_html_join
+
+from operations.models import Attempt, Channel, Operation
+from operations.services import RetryRefused, retry_operation
+
+
+class AttemptInline(admin.TabularInline):
+    model = Attempt
+    extra = 0
+    can_delete = False
+    fields = ["number", "trigger", "outcome", "started_at", "finished_at", "error_code",
+              "error_message", "delay_seconds", "worker"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+def skipped_summary(skipped: Counter) -> str:
+    return ", ".join(f"{count} {reason}" for reason, count in skipped.most_common())
+
+
+@admin.register(Operation)
+class OperationAdmin(admin.ModelAdmin):
+    list_display = ["reference", "kind", "status", "owner", "attempt_count", "retry_number",
+                    "error_code", "channel", "created_at"]
+    list_filter = ["kind", "status", "error_code", "channel", "is_retry"]
+    search_fields = ["id", "owner__username", "error_code"]
+    date_hierarchy = "created_at"
+    inlines = [AttemptInline]
+    actions = ["retry_selected", "cancel_selected"]
+    readonly_fields = [f.name for f in Operation._meta.fields] + ["lineage_links"]
+    list_select_related = ["owner"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="Lineage")
+    def lineage_links(self, operation):
+        return format_html("<ol>{}</ol>", format_html_join(
+            "", '<li><a href="../../{}/change/">{}</a> {} (retry {})</li>',
+            ((item.pk, item.reference, item.status, item.retry_number)
+             for item in operation.lineage())))
+
+    @admin.action(description="Retry selected (failed ones only)")
+    def retry_selected(self, request, queryset):
+        retried, skipped = 0, Counter()
+        for operation in queryset:
+            try:
+                retry_operation(operation.pk, by=request.user, channel=Channel.ADMIN,
+                                reason=f"admin action by {request.user.get_username()}",
+                                staff=True)
+                retried += 1
+            except RetryRefused as refused:
+                skipped[refused.code.replace("_", " ")] += 1
+        self._report(request, f"Retried {retried}", skipped)
+
+    @admin.action(description="Cancel selected (pending or scheduled only)")
+    def cancel_selected(self, request, queryset):
+        cancelled, skipped = 0, Counter()
+        for operation in queryset:
+            if operation.cancel():
+                cancelled += 1
+            else:
+                skipped[f"already {operation.status}"] += 1
+        self._report(request, f"Cancelled {cancelled}", skipped)
+
+    def _report(self, request, done: str, skipped: Counter):
+        if skipped:
+            total = sum(skipped.values())
+            self.message_user(request, f"{done}; skipped {total} ({skipped_summary(skipped)}).",
+                              messages.WARNING)
+        else:
+            self.message_user(request, f"{done}; skipped 0.", messages.SUCCESS)

@@ -1,0 +1,93 @@
+"""The dispatcher: starts due retries on time, recovers operations whose worker is gone, and
+re-delivers pending operations whose delivery was lost.
+
+Several dispatchers may run at once on several hosts: each act is a conditional UPDATE, and
+only the dispatcher whose update won enqueues.
+"""
+import logging
+import time
+
+from django.conf import settings
+from django.db import OperationalError, close_old_connections
+from django.db.models.functions import Now
+
+from operations import delivery
+from operations.lease import holder_is_dead
+from operations.models import Operation, Status, db_now_plus
+
+log = logging.getLogger("rebound.dispatcher")
+BATCH = 200
+
+
+def release_due() -> int:
+    """retry_scheduled operations whose time has come -> pending, and enqueue them."""
+    due = Operation.objects.filter(status=Status.RETRY_SCHEDULED, next_attempt_at__lte=Now())
+    released = 0
+    for operation in due.only("pk")[:BATCH]:
+        if operation.release_if_due():
+            delivery.enqueue_now(operation.pk)
+            released += 1
+    return released
+
+
+def recover_lost() -> int:
+    """processing operations whose lease expired, or whose holder process on this host has
+    died: record the attempt as crashed (or timed out) and schedule or fail them."""
+    processing = Operation.objects.filter(status=Status.PROCESSING).only(
+        "pk", "kind", "lease_token", "lease_holder", "lease_expires_at", "attempt_count",
+        "started_at")
+    expired = set(processing.filter(lease_expires_at__lt=Now()).values_list("pk", flat=True)[:BATCH])
+    recovered = 0
+    for operation in processing[: BATCH * 5]:
+        if operation.pk not in expired and not holder_is_dead(operation.lease_holder):
+            continue
+        timed_out = _ran_past_limit(operation)
+        if operation.recover(operation.lease_token, timed_out=timed_out):
+            log.warning("operation=%s recovered from %s (%s)", operation.pk,
+                        operation.lease_holder or "?", "timed out" if timed_out else "crashed")
+            recovered += 1
+    return recovered
+
+
+def _ran_past_limit(operation) -> bool:
+    limit = operation.kind_spec.policy.time_limit
+    return operation.attempts.filter(number=operation.attempt_count,
+                                     started_at__lt=db_now_plus(-limit)).exists()
+
+
+def redeliver_lost() -> int:
+    """pending operations not claimed long after their delivery was requested: enqueue again.
+    A duplicate delivery is harmless (the claim decides), a lost one is not."""
+    older_than = settings.REBOUND["REDELIVER_AFTER_SECONDS"]
+    stale = Operation.objects.filter(status=Status.PENDING, enqueued_at__lt=db_now_plus(-older_than))
+    redelivered = 0
+    for operation in stale.only("pk")[:BATCH]:
+        if operation.mark_redelivered(older_than):
+            delivery.enqueue_now(operation.pk)
+            redelivered += 1
+    return redelivered
+
+
+def sweep() -> dict:
+    """One full pass of the dispatcher's duties."""
+    return {"released": release_due(), "recovered": recover_lost(),
+            "redelivered": redeliver_lost()}
+
+
+def run_forever(tick: float | None = None, sweep_every: float = 0.5, stop=None) -> None:
+    """Release due retries every tick; recover and re-deliver every `sweep_every` seconds."""
+    tick = tick or settings.REBOUND["DISPATCH_TICK_SECONDS"]
+    last_sweep = 0.0
+    while stop is None or not stop.is_set():
+        try:
+            release_due()
+            if time.monotonic() - last_sweep >= sweep_every:
+                recover_lost()
+                redeliver_lost()
+                last_sweep = time.monotonic()
+        except OperationalError:
+            # The database is away (restart, failover): wait and reconnect, never exit.
+            log.warning("database unavailable; dispatcher retrying")
+            close_old_connections()
+            time.sleep(1)
+        time.sleep(tick)

@@ -1,0 +1,47 @@
+"""The registry of operation kinds: a name, the handler that does the work, its retry policy."""
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from operations.retry_policy import RetryPolicy
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    handler: Callable[..., Any]
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    # Preflight for manual retry: is the stored input still there and unchanged?
+    input_available: Callable[[dict], bool] = lambda input: True
+    label: str = ""
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name
+
+
+_registry: dict[str, Kind] = {}
+
+
+def register(name: str, *, policy: RetryPolicy | None = None, label: str = "",
+             input_available: Callable[[dict], bool] | None = None):
+    """Decorator: `@register("imports.full_pass", policy=RetryPolicy(max_attempts=5))`."""
+
+    def decorate(handler):
+        kind = Kind(name=name, handler=handler, policy=policy or RetryPolicy(), label=label,
+                    input_available=input_available or (lambda input: True))
+        _registry[name] = kind
+        return handler
+
+    return decorate
+
+
+def get(name: str) -> Kind:
+    try:
+        return _registry[name]
+    except KeyError:
+        raise LookupError(f"no operation kind named {name!r} is registered") from None
+
+
+def names() -> list[str]:
+    return sorted(_registry)

@@ -1,0 +1,38 @@
+"""Who holds a lease: host, process id and process start time, so a dispatcher on the same host
+can tell at once that the holder is gone (a reused pid has another start time)."""
+import os
+import socket
+from functools import lru_cache
+
+
+def _start_ticks(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # Field 22 is the start time; the command name (field 2) may hold spaces, so split
+            # after its closing parenthesis.
+            return stat.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return "?"
+
+
+@lru_cache(maxsize=1)
+def _host() -> str:
+    return socket.gethostname()
+
+
+def holder_id() -> str:
+    """This process as a lease holder: "host:pid:start"."""
+    pid = os.getpid()
+    return f"{_host()}:{pid}:{_start_ticks(pid)}"
+
+
+def holder_is_dead(holder: str) -> bool:
+    """True only when the holder ran on this host and its process is certainly gone."""
+    try:
+        host, pid, start = holder.rsplit(":", 2)
+        pid = int(pid)
+    except ValueError:
+        return False
+    if host != _host() or start == "?":
+        return False
+    return _start_ticks(pid) != start

@@ -1,0 +1,309 @@
+"""The engine's rows: Operation (one unit of background work) and Attempt (one try of it).
+
+Only the methods below write `Operation.status`. Each is one conditional UPDATE whose row count
+says whether this caller won; the Attempt row changes in the same transaction.
+"""
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce, Now
+from django.urls import reverse
+
+from operations import kinds
+
+
+class Status(models.TextChoices):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    RETRY_SCHEDULED = "retry_scheduled"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+CANCELLABLE = (Status.PENDING, Status.RETRY_SCHEDULED)
+
+
+class Channel(models.TextChoices):
+    AUTO = "auto"
+    WEB = "web"
+    API = "api"
+    ADMIN = "admin"
+
+
+class Trigger(models.TextChoices):
+    FIRST = "first"
+    AUTO = "auto"
+    MANUAL = "manual"
+    RECOVERED = "recovered"
+
+
+class Outcome(models.TextChoices):
+    SUCCEEDED = "succeeded"
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+    CRASHED = "crashed"
+    TIMED_OUT = "timed_out"
+
+
+def lease_seconds() -> float:
+    return settings.REBOUND["LEASE_SECONDS"]
+
+
+def db_now_plus(seconds: float):
+    """A database-clock timestamp `seconds` from now: workers' clocks never decide."""
+    return models.ExpressionWrapper(Now() + timedelta(seconds=seconds),
+                                    output_field=models.DateTimeField())
+
+
+class Operation(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=64, db_index=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                              related_name="operations")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+
+    input = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    checkpoint = models.JSONField(null=True, blank=True)
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(null=True, blank=True)
+
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.CharField(max_length=500, blank=True)
+    error_detail = models.TextField(blank=True)
+
+    attempt_count = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=3)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    next_trigger = models.CharField(max_length=12, choices=Trigger.choices, default=Trigger.FIRST)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    lease_token = models.UUIDField(null=True, blank=True)
+    lease_holder = models.CharField(max_length=200, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    # Lineage: a manual retry is a new operation; the unique parent link allows one child.
+    parent = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT,
+                                  related_name="child")
+    root = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT,
+                             related_name="descendants")
+    retry_number = models.PositiveSmallIntegerField(default=0)
+    is_retry = models.BooleanField(default=False)
+    triggered_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                     on_delete=models.SET_NULL, related_name="+")
+    channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.AUTO)
+    retry_reason = models.CharField(max_length=500, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"]),
+            models.Index(fields=["status", "lease_expires_at"]),
+            models.Index(fields=["owner", "-created_at"]),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.id} ({self.status})"
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def get_absolute_url(self) -> str:
+        return reverse("operations:detail", args=[self.pk])
+
+    @property
+    def kind_spec(self) -> kinds.Kind:
+        return kinds.get(self.kind)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def reference(self) -> str:
+        """The short id users quote to support."""
+        return str(self.id)[:8]
+
+    @property
+    def progress_percent(self) -> int | None:
+        if not self.progress_total:
+            return None
+        return min(100, round(100 * self.progress_done / self.progress_total))
+
+    def lineage(self) -> list["Operation"]:
+        """Original first, then each manual retry in order."""
+        root = self.root or self
+        chain = [root]
+        while (child := Operation.objects.filter(parent=chain[-1]).first()) is not None:
+            chain.append(child)
+        return chain
+
+    def _this(self):
+        return Operation.objects.filter(pk=self.pk)
+
+    # --- status changes ---------------------------------------------------------------------
+
+    def claim(self, holder: str) -> "Attempt | None":
+        """pending -> processing with a fresh lease; records the Attempt. None: lost the race."""
+        token = uuid.uuid4()
+        with transaction.atomic():
+            won = self._this().filter(status=Status.PENDING).update(
+                status=Status.PROCESSING, lease_token=token, lease_holder=holder,
+                lease_expires_at=db_now_plus(lease_seconds()),
+                attempt_count=F("attempt_count") + 1, next_attempt_at=None,
+                started_at=Coalesce("started_at", Now()), updated_at=Now())
+            if not won:
+                # Another delivery of the same operation claimed it first, or it was cancelled.
+                return None
+            self.refresh_from_db()
+            return Attempt.objects.create(operation=self, number=self.attempt_count,
+                                          trigger=self.next_trigger, worker=holder,
+                                          started_at=Now())
+
+    def heartbeat(self, token, *, done=None, total=None, checkpoint=None) -> bool:
+        """Extend the lease and save progress/checkpoint. False: the lease is no longer ours."""
+        fields = {"lease_expires_at": db_now_plus(lease_seconds()), "updated_at": Now()}
+        if done is not None:
+            fields["progress_done"] = done
+        if total is not None:
+            fields["progress_total"] = total
+        if checkpoint is not None:
+            fields["checkpoint"] = checkpoint
+        return self._this().filter(status=Status.PROCESSING, lease_token=token).update(**fields) == 1
+
+    def complete(self, token, attempt_number: int, result) -> bool:
+        """processing -> completed. False: a zombie's late write, ignored."""
+        return self._finish(token, attempt_number, Outcome.SUCCEEDED, status=Status.COMPLETED,
+                            result=result, error_code="", error_message="", error_detail="",
+                            finished_at=Now())
+
+    def schedule_retry(self, token, attempt_number: int, error, delay: float) -> bool:
+        """processing -> retry_scheduled, due `delay` seconds from now (database clock)."""
+        return self._finish(token, attempt_number, Outcome.TRANSIENT, error=error, delay=delay,
+                            status=Status.RETRY_SCHEDULED, next_attempt_at=db_now_plus(delay),
+                            next_trigger=Trigger.AUTO, **_error_fields(error))
+
+    def fail(self, token, attempt_number: int, error, outcome=Outcome.PERMANENT) -> bool:
+        """processing -> failed: permanent error or automatic budget spent."""
+        return self._finish(token, attempt_number, outcome, error=error, status=Status.FAILED,
+                            finished_at=Now(), **_error_fields(error))
+
+    def _finish(self, token, attempt_number, outcome, *, error=None, delay=None, **fields):
+        with transaction.atomic():
+            won = self._this().filter(status=Status.PROCESSING, lease_token=token).update(
+                lease_token=None, lease_holder="", lease_expires_at=None, updated_at=Now(),
+                **fields)
+            if not won:
+                # The lease was taken over (this worker was presumed dead): change nothing.
+                return False
+            Attempt.objects.filter(operation=self, number=attempt_number,
+                                   outcome__isnull=True).update(
+                outcome=outcome, finished_at=Now(), delay_seconds=delay,
+                error_code=error.code if error else "",
+                error_message=error.message if error else "",
+                error_detail=error.detail if error else "")
+        self.refresh_from_db()
+        return True
+
+    def recover(self, token, *, timed_out: bool = False) -> bool:
+        """processing with a dead holder or an expired lease -> retry_scheduled (due now) or
+        failed when the crash or attempt budget is spent. The lost attempt is recorded."""
+        from operations.errors import Classified, user_message
+
+        policy = self.kind_spec.policy
+        outcome = Outcome.TIMED_OUT if timed_out else Outcome.CRASHED
+        crashes = self.attempts.filter(outcome=Outcome.CRASHED).count() + (not timed_out)
+        if not timed_out and crashes >= policy.max_crashes:
+            code, status = "crashed_repeatedly", Status.FAILED
+        elif not policy.allows_another(self.attempt_count):
+            code, status = ("timed_out" if timed_out else "worker_lost"), Status.FAILED
+        else:
+            code, status = ("timed_out" if timed_out else "worker_lost"), Status.RETRY_SCHEDULED
+        error = Classified(status != Status.FAILED, code, user_message(code),
+                           f"lease held by {self.lease_holder or '?'} lost")
+        fields = dict(status=status, **_error_fields(error))
+        if status == Status.FAILED:
+            fields["finished_at"] = Now()
+        else:
+            fields.update(next_attempt_at=Now(), next_trigger=Trigger.RECOVERED)
+        return self._finish(token, self.attempt_count, outcome, error=error,
+                            delay=0.0 if status != Status.FAILED else None, **fields)
+
+    def release_if_due(self) -> bool:
+        """retry_scheduled -> pending once its time has come (database clock); the winner
+        among several dispatchers enqueues it."""
+        return self._this().filter(status=Status.RETRY_SCHEDULED,
+                                   next_attempt_at__lte=Now()).update(
+            status=Status.PENDING, enqueued_at=Now(), updated_at=Now()) == 1
+
+    def mark_redelivered(self, older_than: float) -> bool:
+        """A pending row whose delivery seems lost: bump `enqueued_at`; the winner re-enqueues."""
+        return self._this().filter(status=Status.PENDING,
+                                   enqueued_at__lt=db_now_plus(-older_than)).update(
+            enqueued_at=Now()) == 1
+
+    def cancel(self) -> bool:
+        """pending | retry_scheduled -> cancelled. False: already running or finished."""
+        won = self._this().filter(status__in=CANCELLABLE).update(
+            status=Status.CANCELLED, next_attempt_at=None, finished_at=Now(), updated_at=Now())
+        if won:
+            self.refresh_from_db()
+        return won == 1
+
+
+def _error_fields(error) -> dict:
+    return {"error_code": error.code, "error_message": error.message[:500],
+            "error_detail": error.detail}
+
+
+class Attempt(models.Model):
+    """One try of an operation. Append-only: a row is created at claim and closed once."""
+
+    operation = models.ForeignKey(Operation, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    trigger = models.CharField(max_length=12, choices=Trigger.choices)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=12, choices=Outcome.choices, null=True, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.CharField(max_length=500, blank=True)
+    error_detail = models.TextField(blank=True)
+    delay_seconds = models.FloatField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["operation", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["operation", "number"], name="one_attempt_per_number"),
+        ]
+
+    def __str__(self):
+        return f"attempt {self.number} of {self.operation_id}"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to an API call made with an Idempotency-Key, replayed on repeats."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    key = models.CharField(max_length=200)
+    request_hash = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField(null=True)
+    body = models.JSONField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="one_answer_per_key")]

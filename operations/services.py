@@ -1,0 +1,146 @@
+"""The acts on operations that people and workloads perform: submit, retry, cancel.
+
+Manual retry exists once, here; the page, the API and the admin differ only in how they
+render its answer or its refusal.
+"""
+import logging
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models.functions import Now
+
+from operations import kinds
+from operations.delivery import enqueue_on_commit
+from operations.models import Channel, Operation, Status, Trigger
+
+log = logging.getLogger("rebound.retry")
+MAX_REASON_LENGTH = 500
+
+
+def max_manual_retries() -> int:
+    return settings.REBOUND["MAX_MANUAL_RETRIES"]
+
+
+def submit(kind: str, owner, input: dict, *, channel=Channel.AUTO, triggered_by=None,
+           checkpoint=None) -> Operation:
+    """Create a pending operation of a registered kind; it is delivered after commit."""
+    spec = kinds.get(kind)
+    operation = Operation.objects.create(
+        kind=kind, owner=owner, input=input, checkpoint=checkpoint,
+        max_attempts=spec.policy.max_attempts, channel=channel,
+        triggered_by=triggered_by or owner, enqueued_at=Now())
+    enqueue_on_commit(operation.pk)
+    return operation
+
+
+@dataclass
+class RetryRefused(Exception):
+    """Why a manual retry was refused, with the HTTP status every surface uses for it."""
+
+    code: str
+    status: int
+    message: str
+    extra: dict = field(default_factory=dict)
+
+    def __str__(self):
+        return f"{self.code}: {self.message}"
+
+
+def not_found() -> RetryRefused:
+    # One refusal for "no such operation" and "not yours": nobody learns what exists.
+    return RetryRefused("not_found", 404, "No operation with that id.")
+
+
+def find_for(user, operation_id, *, staff: bool = False) -> Operation:
+    """The operation if `user` may act on it (its owner, or staff through the admin)."""
+    operations = Operation.objects.all() if staff else Operation.objects.filter(owner=user)
+    try:
+        return operations.get(pk=operation_id)
+    except (Operation.DoesNotExist, ValidationError, ValueError, TypeError):
+        # A malformed id is as unknown as a well-formed one that does not exist.
+        raise not_found() from None
+
+
+def check_retryable(operation: Operation) -> None:
+    """Raise RetryRefused if a manual retry of `operation` would be refused now."""
+    if operation.status != Status.FAILED:
+        raise RetryRefused(
+            "not_failed", 409,
+            f"Only a failed operation can be retried; this one is {operation.status}.",
+            {"status": operation.status})
+    child = Operation.objects.filter(parent=operation).only("pk").first()
+    if child is not None:
+        raise already_retried(child)
+    if operation.retry_number >= max_manual_retries():
+        raise RetryRefused(
+            "retry_limit_reached", 429,
+            f"This has been retried {operation.retry_number} times, the most allowed. "
+            "Contact support with the reference.",
+            {"retry_count": operation.retry_number, "max_retries": max_manual_retries()})
+    if not _input_available(operation):
+        raise RetryRefused("input_missing", 409,
+                           "The stored input for this is gone or has changed. Upload it again.")
+
+
+def already_retried(child) -> RetryRefused:
+    return RetryRefused("already_retried", 409, "This operation has already been retried.",
+                        {"retry_operation_id": str(child.pk)})
+
+
+def _input_available(operation) -> bool:
+    try:
+        spec = kinds.get(operation.kind)
+    except LookupError:
+        return False
+    return bool(spec.input_available(operation.input))
+
+
+def retry_operation(operation_id, *, by, channel: str, reason: str = "",
+                    staff: bool = False) -> Operation:
+    """Start a new operation that retries a failed one; the failed one stays as it was.
+
+    Raises RetryRefused (not_found 404, not_failed / already_retried / input_missing 409,
+    retry_limit_reached 429, reason_too_long 400). Safe under any concurrency: the unique
+    parent link lets exactly one child exist.
+    """
+    reason = reason or ""
+    if len(reason) > MAX_REASON_LENGTH:
+        raise RetryRefused("reason_too_long", 400,
+                           f"The reason may be at most {MAX_REASON_LENGTH} characters.",
+                           {"field": "reason", "max_length": MAX_REASON_LENGTH})
+    operation = find_for(by, operation_id, staff=staff)
+    check_retryable(operation)
+    try:
+        with transaction.atomic():
+            child = Operation.objects.create(
+                kind=operation.kind, owner=operation.owner, input=operation.input,
+                checkpoint=operation.checkpoint, max_attempts=operation.max_attempts,
+                parent=operation, root=operation.root or operation,
+                retry_number=operation.retry_number + 1, is_retry=True,
+                next_trigger=Trigger.MANUAL, triggered_by=by, channel=channel,
+                retry_reason=reason, enqueued_at=Now())
+    except IntegrityError:
+        # A concurrent retry created the one allowed child between our check and our insert.
+        child = Operation.objects.filter(parent=operation).first()
+        if child is None:
+            raise
+        raise already_retried(child) from None
+    enqueue_on_commit(child.pk)
+    # %r keeps a reason's newlines and markup on one escaped log line.
+    log.info("retry operation=%s child=%s retry_number=%s by=%s channel=%s reason=%r",
+             operation.pk, child.pk, child.retry_number, getattr(by, "pk", None), channel,
+             reason)
+    return child
+
+
+def cancel_operation(operation_id, *, by, staff: bool = False) -> Operation:
+    """Cancel a pending or scheduled operation. RetryRefused 409 `not_cancellable` otherwise."""
+    operation = find_for(by, operation_id, staff=staff)
+    if not operation.cancel():
+        operation.refresh_from_db()
+        raise RetryRefused("not_cancellable", 409,
+                           f"Only a pending or scheduled operation can be cancelled; this one "
+                           f"is {operation.status}.", {"status": operation.status})
+    return operation

@@ -1,0 +1,7 @@
+"""Tasks are doorways: django-q2 delivers an id, the engine does the rest."""
+from operations import runner
+
+
+def run_operation(operation_id: str) -> str:
+    """Run one delivery of operation `operation_id`."""
+    return runner.run(operation_id)

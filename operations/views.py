@@ -1,0 +1,87 @@
+"""Operation pages. One view renders the whole page, or its status panel for htmx."""
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from operations.errors import what_to_do
+from operations.models import Operation
+from operations.services import (RetryRefused, check_retryable, find_for, max_manual_retries,
+                                 retry_operation)
+
+
+def toast(response, level: str, message: str):
+    """Ask the page (htmx) to show a toast once this response is swapped in."""
+    response["HX-Trigger"] = json.dumps({"toast": {"level": level, "message": message}})
+    return response
+
+
+def panel_context(operation: Operation) -> dict:
+    refusal = None
+    if operation.status == "failed":
+        try:
+            check_retryable(operation)
+        except RetryRefused as refused:
+            refusal = refused
+    return {
+        "operation": operation,
+        "what_to_do": what_to_do(operation.error_code) if operation.error_code else "",
+        "can_retry": operation.status == "failed" and refusal is None,
+        "refusal": refusal,
+        "retries_used": operation.retry_number,
+        "max_retries": max_manual_retries(),
+        "next_retry_label": f"Retry ({operation.retry_number + 1}/{max_manual_retries()})",
+    }
+
+
+def _own_operation(request, operation_id) -> Operation:
+    try:
+        return find_for(request.user, operation_id)
+    except RetryRefused:
+        raise Http404("No operation with that id.") from None
+
+
+@login_required
+def operation_list(request):
+    operations = Operation.objects.filter(owner=request.user)[:100]
+    return render(request, "operations/list.html", {"operations": operations})
+
+
+@login_required
+def operation_detail(request, operation_id):
+    operation = _own_operation(request, operation_id)
+    context = panel_context(operation)
+    if request.htmx:
+        return render(request, "operations/detail.html#status-panel", context)
+    context["lineage"] = operation.lineage()
+    context["attempts"] = operation.attempts.all()
+    return render(request, "operations/detail.html", context)
+
+
+@login_required
+@require_POST
+def operation_retry(request, operation_id):
+    """The Retry button. With htmx: the new operation's panel plus a toast; without: a redirect."""
+    reason = request.POST.get("reason", "")
+    try:
+        child = retry_operation(operation_id, by=request.user, channel="web", reason=reason)
+    except RetryRefused as refused:
+        if refused.status == 404:
+            raise Http404(refused.message) from None
+        operation = _own_operation(request, operation_id)
+        if request.htmx:
+            # 200 so htmx swaps the refreshed panel (it does not swap 4xx answers).
+            response = render(request, "operations/detail.html#status-panel",
+                              panel_context(operation))
+            return toast(response, "error", refused.message)
+        messages.error(request, refused.message)
+        return redirect("operations:detail", operation_id=operation.pk)
+    if request.htmx:
+        response = render(request, "operations/detail.html#status-panel", panel_context(child))
+        response["HX-Push-Url"] = child.get_absolute_url()
+        return toast(response, "success", "Retry started.")
+    messages.success(request, "Retry started.")
+    return redirect(child.get_absolute_url())
