@@ -92,8 +92,8 @@ class LeaseKeeper(threading.Thread):
 
 
 def run(operation_id) -> str:
-    """Run one delivery of an operation. Returns what happened, for logs and tests."""
-    close_old_connections()
+    """Run one delivery of an operation. Returns what happened, for logs and tests.
+    (django-q2's worker has already closed stale database connections before calling it.)"""
     operation = Operation.objects.filter(pk=operation_id).first()
     if operation is None:
         return "missing"

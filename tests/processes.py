@@ -1,0 +1,57 @@
+"""Real processes for tests about workers: a django-q2 cluster on the test database."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_database_url() -> str:
+    """The URL of the database this test runs on (pytest-django's test database)."""
+    s = connection.settings_dict
+    return (f"postgres://{s['USER'] or 'postgres'}@{s['HOST'] or '127.0.0.1'}:"
+            f"{s['PORT'] or 5432}/{s['NAME']}")
+
+
+def process_env(**overrides) -> dict:
+    env = {**os.environ, "DATABASE_URL": test_database_url(), "REBOUND_WORKERS": "1",
+           "PYTHONUNBUFFERED": "1", **{k: str(v) for k, v in overrides.items()}}
+    return env
+
+
+@contextmanager
+def cluster(tmp_path, name="cluster", **env):
+    """A real `manage.py qcluster` in its own process group; killed on exit."""
+    log = open(tmp_path / f"{name}.log", "w")
+    process = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT,
+                               env=process_env(**env), stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        yield process
+    finally:
+        kill_group(process)
+        log.close()
+
+
+def kill_group(process, sig=signal.SIGKILL):
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=30)
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -1,0 +1,78 @@
+"""Races decided by the database, with real threads on PostgreSQL."""
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import connections
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from operations import runner
+from operations.models import Attempt, Operation, Status
+from tests.factories import OperationFactory
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def no_throttle(settings):
+    settings.REBOUND = {**settings.REBOUND, "RETRY_THROTTLE": "100000/min"}
+
+
+def in_threads(count, work):
+    """Run `work(i)` in `count` threads released at once; each closes its connection."""
+    barrier = threading.Barrier(count)
+
+    def run(i):
+        barrier.wait()
+        try:
+            return work(i)
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def post_retries(user, operation, count):
+    token = Token.objects.get_or_create(user=user)[0].key
+
+    def post(_):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+        return client.post(f"/api/v1/operations/{operation.pk}/retry", format="json").status_code
+
+    return in_threads(count, post)
+
+
+def test_100_concurrent_retry_posts_make_exactly_one_child(user):
+    failed = OperationFactory(owner=user, failed=True)
+    statuses = post_retries(user, failed, 100)
+    assert statuses.count(202) == 1
+    assert statuses.count(409) == 99
+    assert Operation.objects.filter(parent=failed).count() == 1
+
+
+def test_20_concurrent_posts_at_retry_number_2_end_at_3_never_4(user):
+    second = OperationFactory(owner=user, failed=True, retry_number=2, is_retry=True)
+    statuses = post_retries(user, second, 20)
+    assert statuses.count(202) == 1
+    assert Operation.objects.order_by("-retry_number").first().retry_number == 3
+    child = Operation.objects.get(parent=second)
+    Operation.objects.filter(pk=child.pk).update(status=Status.FAILED)
+    assert post_retries(user, child, 20) == [429] * 20
+    assert not Operation.objects.filter(retry_number__gt=3).exists()
+
+
+def test_two_deliveries_at_once_make_one_attempt(user):
+    operation = OperationFactory(owner=user, kind="diagnostics.sleep", input={"seconds": 0.5})
+    outcomes = in_threads(2, lambda _: runner.run(operation.pk))
+    assert sorted(outcomes) == ["completed", "skipped"]
+    assert Attempt.objects.filter(operation=operation).count() == 1
+
+
+def test_many_deliveries_of_many_operations_never_overlap(user):
+    operations = [OperationFactory(owner=user, kind="diagnostics.noop") for _ in range(20)]
+    in_threads(10, lambda i: [runner.run(op.pk) for op in operations])
+    assert Operation.objects.filter(status=Status.COMPLETED).count() == 20
+    assert Attempt.objects.count() == 20

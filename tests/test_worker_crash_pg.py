@@ -1,0 +1,79 @@
+"""A real django-q2 cluster is SIGKILLed mid-operation; the engine brings the operation back."""
+import os
+import signal
+import threading
+
+import pytest
+from django.db import connections
+from django.utils import timezone
+
+from operations import dispatcher
+from operations.models import Operation, Outcome, Status, Trigger
+from operations.services import submit
+from tests.processes import cluster, kill_group, wait_for
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def status_of(operation):
+    return Operation.objects.get(pk=operation.pk).status
+
+
+def slow_operation(user):
+    # Attempt 1 sleeps long enough to be killed; the retry finishes at once.
+    return submit("diagnostics.sleep", user, {"seconds": 60, "slow_attempts": [1]})
+
+
+@pytest.fixture
+def running_dispatcher():
+    stop = threading.Event()
+
+    def run():
+        try:
+            dispatcher.run_forever(stop=stop)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join(timeout=10)
+
+
+def test_killed_worker_process_is_recovered_before_its_lease_expires(user, tmp_path,
+                                                                     running_dispatcher):
+    operation = slow_operation(user)
+    with cluster(tmp_path, REBOUND_LEASE_SECONDS=30):
+        wait_for(lambda: status_of(operation) == Status.PROCESSING, 30, what="first attempt")
+        holder = Operation.objects.get(pk=operation.pk).lease_holder
+        worker_pid = int(holder.split(":")[1])
+        killed_at = timezone.now()
+        os.kill(worker_pid, signal.SIGKILL)
+        wait_for(lambda: status_of(operation) == Status.COMPLETED, 25, what="completion")
+    operation.refresh_from_db()
+    first, second = operation.attempts.all()
+    assert first.outcome == Outcome.CRASHED and first.worker == holder
+    assert second.trigger == Trigger.RECOVERED and second.outcome == Outcome.SUCCEEDED
+    # Well inside the 30 s lease: the dispatcher saw the holder process was gone.
+    assert (second.started_at - killed_at).total_seconds() < 15
+
+
+def test_lost_host_is_recovered_once_its_lease_expires(user, tmp_path):
+    operation = slow_operation(user)
+    with cluster(tmp_path, name="first") as first_cluster:
+        wait_for(lambda: status_of(operation) == Status.PROCESSING, 30, what="first attempt")
+        kill_group(first_cluster)
+    # The holder is on a host this dispatcher cannot see: only the lease can tell.
+    Operation.objects.filter(pk=operation.pk).update(lease_holder="lost-host:4242:1")
+    assert dispatcher.sweep()["recovered"] == 0
+    assert status_of(operation) == Status.PROCESSING
+    Operation.objects.filter(pk=operation.pk).update(
+        lease_expires_at=timezone.now() - timezone.timedelta(seconds=1))
+    assert dispatcher.sweep()["recovered"] == 1
+    assert dispatcher.release_due() == 1
+    with cluster(tmp_path, name="second"):
+        wait_for(lambda: status_of(operation) == Status.COMPLETED, 30, what="completion")
+    outcomes = list(Operation.objects.get(pk=operation.pk).attempts.values_list(
+        "outcome", "trigger"))
+    assert outcomes == [(Outcome.CRASHED, Trigger.FIRST), (Outcome.SUCCEEDED, Trigger.RECOVERED)]
