@@ -100,7 +100,7 @@ Q_CLUSTER = {
     "ack_failures": True,
     "catch_up": False,
     "poll": 0.05,
-    "save_limit": 200,
+    "save_limit": env_int("REBOUND_Q_SAVE_LIMIT", 200, minimum=-1),
     "label": "Delivery (django-q2)",
 }
 if REDIS_URL:

@@ -26,6 +26,14 @@ def sleep(context):
     return {"slept_on_attempt": context.attempt_number}
 
 
+@register("diagnostics.backoff", label="Backoff probe", policy=RetryPolicy(max_attempts=4))
+def backoff(context):
+    """Fails transiently on attempts 1-3, succeeds on 4: shows the 1 s, 2 s, 4 s schedule."""
+    if context.attempt_number < 4:
+        raise TransientError("ai_unavailable", "backoff probe")
+    return {"attempts": context.attempt_number}
+
+
 @register("diagnostics.flaky", label="Flaky")
 def flaky(context):
     """Fails with `error` ("transient" or "permanent") on the attempts in `fail_attempts`,
