@@ -181,3 +181,16 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("REBOUND_LOG_LEVEL", "INFO")},
     "loggers": {"django-q": {"level": "WARNING"}},
 }
+
+# The AI provider: any OpenAI-compatible chat-completions API. The default is the local
+# inference service that `manage.py run` starts.
+INFERENCE = {
+    "BASE_URL": env_str("REBOUND_INFERENCE_URL", "http://127.0.0.1:8001/v1"),
+    "API_KEY": env_str("REBOUND_INFERENCE_KEY", "local-dev-key"),
+    "MODEL": env_str("REBOUND_INFERENCE_MODEL", "rebound-local-1"),
+    "CONNECT_TIMEOUT": env_float("REBOUND_INFERENCE_CONNECT_TIMEOUT", 3.0, minimum=0.1),
+    "READ_TIMEOUT": env_float("REBOUND_INFERENCE_READ_TIMEOUT", 20.0, minimum=0.1),
+    "DEADLINE": env_float("REBOUND_INFERENCE_DEADLINE", 25.0, minimum=0.1),
+    "MAX_RESPONSE_BYTES": env_int("REBOUND_INFERENCE_MAX_BYTES", 1_000_000, minimum=1024),
+    "REGIONS": env_list("REBOUND_INFERENCE_REGIONS", ["eu-west", "us-east", "demo-flaky"]),
+}

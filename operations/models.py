@@ -146,6 +146,13 @@ class Operation(models.Model):
             chain.append(child)
         return chain
 
+    def latest_in_chain(self) -> "Operation":
+        """This operation, or its newest manual retry: the one that speaks for the work now."""
+        current = self
+        while (child := Operation.objects.filter(parent=current).first()) is not None:
+            current = child
+        return current
+
     def _this(self):
         return Operation.objects.filter(pk=self.pk)
 
@@ -155,15 +162,19 @@ class Operation(models.Model):
         """pending -> processing with a fresh lease; records the Attempt. None: lost the race."""
         token = uuid.uuid4()
         with transaction.atomic():
-            won = self._this().filter(status=Status.PENDING).update(
+            # Matching the attempt count we loaded lets us know the new one without reading
+            # the row back: nothing else changes it while the row stays pending.
+            won = self._this().filter(status=Status.PENDING,
+                                      attempt_count=self.attempt_count).update(
                 status=Status.PROCESSING, lease_token=token, lease_holder=holder,
                 lease_expires_at=db_now_plus(lease_seconds()),
                 attempt_count=F("attempt_count") + 1, next_attempt_at=None,
                 started_at=Coalesce("started_at", Now()), updated_at=Now())
             if not won:
-                # Another delivery of the same operation claimed it first, or it was cancelled.
+                # Another delivery claimed it first, it was cancelled, or our copy is stale.
                 return None
-            self.refresh_from_db()
+            self.status, self.lease_token, self.lease_holder = Status.PROCESSING, token, holder
+            self.attempt_count += 1
             return Attempt.objects.create(operation=self, number=self.attempt_count,
                                           trigger=self.next_trigger, worker=holder,
                                           started_at=Now())
@@ -210,7 +221,6 @@ class Operation(models.Model):
                 error_code=error.code if error else "",
                 error_message=error.message if error else "",
                 error_detail=error.detail if error else "")
-        self.refresh_from_db()
         return True
 
     def recover(self, token, *, timed_out: bool = False) -> bool:
@@ -307,3 +317,7 @@ class IdempotencyRecord(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "key"], name="one_answer_per_key")]
+
+
+# The workloads' own rows live in their modules; importing them here registers them.
+from operations.interviews import InterviewSession, InterviewTurn  # noqa: E402, F401

@@ -99,6 +99,10 @@ def run(operation_id) -> str:
         return "missing"
     holder = holder_id()
     attempt = operation.claim(holder)
+    if attempt is None and operation.status == "pending":
+        # Our copy may be stale (the row moved on and came back to pending): look again.
+        operation.refresh_from_db()
+        attempt = operation.claim(holder) if operation.status == "pending" else None
     if attempt is None:
         # A duplicate delivery (or a cancelled operation): another claim won, nothing to do.
         return "skipped"

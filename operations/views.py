@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from operations.errors import what_to_do
-from operations.models import Operation
+from operations.models import Channel, Operation
 from operations.services import (RetryRefused, check_retryable, find_for, max_manual_retries,
                                  retry_operation)
 
@@ -61,27 +61,37 @@ def operation_detail(request, operation_id):
     return render(request, "operations/detail.html", context)
 
 
-@login_required
-@require_POST
-def operation_retry(request, operation_id):
-    """The Retry button. With htmx: the new operation's panel plus a toast; without: a redirect."""
-    reason = request.POST.get("reason", "")
+def retry_from_page(request, operation_id, *, render_panel, redirect_to):
+    """The page side of manual retry, shared by every page with a Retry button.
+
+    With htmx: `render_panel(operation)` for the new operation (or, refused, for the old one),
+    with a toast. Without JavaScript: a redirect to `redirect_to(operation)` with a message.
+    """
     try:
-        child = retry_operation(operation_id, by=request.user, channel="web", reason=reason)
+        operation = retry_operation(operation_id, by=request.user, channel=Channel.WEB,
+                                    reason=request.POST.get("reason", ""))
+        level, message = "success", "Retry started."
     except RetryRefused as refused:
         if refused.status == 404:
             raise Http404(refused.message) from None
         operation = _own_operation(request, operation_id)
-        if request.htmx:
-            # 200 so htmx swaps the refreshed panel (it does not swap 4xx answers).
-            response = render(request, "operations/detail.html#status-panel",
-                              panel_context(operation))
-            return toast(response, "error", refused.message)
-        messages.error(request, refused.message)
-        return redirect("operations:detail", operation_id=operation.pk)
+        level, message = "error", refused.message
     if request.htmx:
-        response = render(request, "operations/detail.html#status-panel", panel_context(child))
-        response["HX-Push-Url"] = child.get_absolute_url()
-        return toast(response, "success", "Retry started.")
-    messages.success(request, "Retry started.")
-    return redirect(child.get_absolute_url())
+        # 200 even for a refusal: htmx swaps only 2xx answers, and the panel must refresh.
+        return toast(render_panel(operation), level, message)
+    getattr(messages, level)(request, message)
+    return redirect(redirect_to(operation))
+
+
+@login_required
+@require_POST
+def operation_retry(request, operation_id):
+    """The Retry button on the operation page."""
+
+    def render_panel(operation):
+        response = render(request, "operations/detail.html#status-panel", panel_context(operation))
+        response["HX-Push-Url"] = operation.get_absolute_url()
+        return response
+
+    return retry_from_page(request, operation_id, render_panel=render_panel,
+                           redirect_to=lambda operation: operation.get_absolute_url())

@@ -59,3 +59,56 @@ from operations.kinds import register  # noqa: E402
 @register("tests.needs_input", input_available=lambda input: input.get("present", True))
 def needs_input(context):
     return {}
+
+
+@pytest.fixture(scope="session")
+def inference_service(tmp_path_factory):
+    """The project's local inference service, a real server process on a free loopback port."""
+    import socket
+    import subprocess
+    import sys
+
+    import requests
+
+    from tests.processes import ROOT, kill_group, wait_for
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = open(tmp_path_factory.mktemp("inference") / "service.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "inference_service", "--port", str(port)], cwd=ROOT,
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "REBOUND_INFERENCE_KEY": "test-key"})
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy():
+        try:
+            return requests.get(f"{url}/health", timeout=0.5).ok
+        except requests.ConnectionError:
+            return False
+
+    wait_for(healthy, 30, what="inference service")
+    yield url
+    kill_group(process)
+    log.close()
+
+
+@pytest.fixture
+def ai(inference_service, settings):
+    """Point the inference client at the local service; `ai.faults(...)` injects failures."""
+    import requests
+
+    settings.INFERENCE = {**settings.INFERENCE, "BASE_URL": f"{inference_service}/v1",
+                          "API_KEY": "test-key", "CONNECT_TIMEOUT": 1.0, "READ_TIMEOUT": 2.0,
+                          "DEADLINE": 3.0}
+    requests.delete(f"{inference_service}/_faults", timeout=5)
+
+    class Service:
+        url = inference_service
+
+        def faults(self, **spec):
+            requests.post(f"{inference_service}/_faults", json=spec, timeout=5).raise_for_status()
+
+    yield Service()
+    requests.delete(f"{inference_service}/_faults", timeout=5)

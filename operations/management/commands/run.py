@@ -1,5 +1,6 @@
 """`manage.py run`: the whole app on one machine — web server, worker cluster, dispatcher —
 after migrating and seeding the demo. Ctrl-C stops everything."""
+import json
 import os
 import signal
 import subprocess
@@ -45,7 +46,10 @@ class Command(BaseCommand):
             self.stop(children)
 
     def extra_processes(self, manage) -> dict:
-        return {}
+        # The default AI provider, on loopback; region demo-flaky fails half its calls.
+        faults = json.dumps([{"region": "demo-flaky", "error_rate": 0.5, "statuses": [503, 429],
+                              "retry_after": "1"}])
+        return {"inference": [*manage, "inference_service", "--port", "8001", "--faults", faults]}
 
     def wait(self, children):
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
