@@ -194,3 +194,15 @@ INFERENCE = {
     "MAX_RESPONSE_BYTES": env_int("REBOUND_INFERENCE_MAX_BYTES", 1_000_000, minimum=1024),
     "REGIONS": env_list("REBOUND_INFERENCE_REGIONS", ["eu-west", "us-east", "demo-flaky"]),
 }
+
+# Imports: limits on uploaded exports (bytes unless named otherwise).
+IMPORTS = {
+    "MAX_UPLOAD_BYTES": env_int("REBOUND_UPLOAD_MAX_BYTES", 1024 * 1024 * 1024, minimum=1024),
+    "MAX_INFLATED_BYTES": env_int("REBOUND_EXPORT_MAX_INFLATED", 4 * 1024**3, minimum=1024),
+    "MAX_RATIO": env_int("REBOUND_EXPORT_MAX_RATIO", 200, minimum=2),
+    "MAX_MEMBERS": env_int("REBOUND_EXPORT_MAX_MEMBERS", 10_000, minimum=1),
+    "MAX_CONVERSATION_BYTES": env_int("REBOUND_CONVERSATION_MAX_BYTES", 32 * 1024 * 1024,
+                                      minimum=1024),
+    "CHECKPOINT_SECONDS": env_float("REBOUND_CHECKPOINT_SECONDS", 2.0, minimum=0.0),
+}
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # larger uploads spool to a temporary file

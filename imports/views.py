@@ -1,10 +1,83 @@
+"""The dashboard: upload an export, see what the quick pass found, follow the full pass in its
+banner, retry it when it failed, read the memory when it is done."""
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
 
+from imports.export_reader import ExportRejected, too_large
+from imports.models import Profile
+from imports.passes import accept_upload
 from operations.models import Operation
+from operations.views import retry_from_page
+
+
+def banner_context(profile: Profile | None) -> dict:
+    operation = profile.full_pass if profile else None
+    return {"profile": profile, "full_pass": operation,
+            "full_pass_status": profile.full_pass_status if profile else None,
+            "eta_seconds": _eta_seconds(operation)}
+
+
+def _eta_seconds(operation) -> int | None:
+    """Remaining time at this attempt's pace (conversations done since it started)."""
+    if operation is None or operation.status != "processing" or not operation.progress_total:
+        return None
+    attempt = operation.attempts.order_by("-number").first()
+    start = (operation.checkpoint or {}).get("resumed_from", 0)
+    done_now = operation.progress_done - start
+    if attempt is None or done_now <= 0:
+        return None
+    elapsed = (timezone.now() - attempt.started_at).total_seconds()
+    return round(elapsed / done_now * max(operation.progress_total - operation.progress_done, 0))
 
 
 @login_required
 def dashboard(request):
-    recent = Operation.objects.filter(owner=request.user)[:10]
-    return render(request, "imports/dashboard.html", {"recent": recent})
+    profile = Profile.objects.filter(user=request.user).first()
+    context = banner_context(profile)
+    if request.htmx and request.GET.get("part") == "banner":
+        return render(request, "imports/dashboard.html#full-pass-banner", context)
+    context["recent"] = Operation.objects.filter(owner=request.user)[:8]
+    context["max_upload_mb"] = settings.IMPORTS["MAX_UPLOAD_BYTES"] // (1024 * 1024)
+    return render(request, "imports/dashboard.html", context)
+
+
+@login_required
+@require_POST
+def upload(request):
+    """Accept an export (page form). Refusals re-render the dashboard with what to do."""
+    try:
+        if int(request.META.get("CONTENT_LENGTH") or 0) > settings.IMPORTS["MAX_UPLOAD_BYTES"] + 65536:
+            raise too_large()  # refuse before reading the body
+        file = request.FILES.get("file")
+        if file is None:
+            raise ExportRejected("no_file", "Choose your export file first.")
+        accept_upload(request.user, file, name=file.name)
+    except ExportRejected as refused:
+        profile = Profile.objects.filter(user=request.user).first()
+        context = {**banner_context(profile), "upload_error": refused,
+                   "recent": Operation.objects.filter(owner=request.user)[:8],
+                   "max_upload_mb": settings.IMPORTS["MAX_UPLOAD_BYTES"] // (1024 * 1024)}
+        return render(request, "imports/dashboard.html", context, status=refused.status)
+    messages.success(request, "Export received. Building your memory now.")
+    return redirect("imports:dashboard")
+
+
+@login_required
+@require_POST
+def retry_full_pass(request):
+    """The "Retry deep memory" button: answers with the banner (htmx) or a redirect."""
+    profile = Profile.objects.filter(user=request.user).first()
+    if profile is None or profile.full_pass is None:
+        raise Http404("No full pass to retry.")
+
+    def render_banner(operation):
+        return render(request, "imports/dashboard.html#full-pass-banner",
+                      banner_context(Profile.objects.get(pk=profile.pk)))
+
+    return retry_from_page(request, profile.full_pass.pk, render_panel=render_banner,
+                           redirect_to=lambda operation: "imports:dashboard")

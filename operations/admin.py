@@ -19,8 +19,12 @@ class AttemptInline(admin.TabularInline):
         return False
 
 
-def skipped_summary(skipped: Counter) -> str:
-    return ", ".join(f"{count} {reason}" for reason, count in skipped.most_common())
+def report(modeladmin, request, done: str, skipped: Counter) -> None:
+    """"Retried 2; skipped 3 (2 not failed, 1 retry limit reached)." """
+    total = sum(skipped.values())
+    reasons = ", ".join(f"{count} {reason}" for reason, count in skipped.most_common())
+    modeladmin.message_user(request, f"{done}; skipped {total}" + (f" ({reasons})." if total else "."),
+                            messages.WARNING if total else messages.SUCCESS)
 
 
 @admin.register(Operation)
@@ -56,7 +60,7 @@ class OperationAdmin(admin.ModelAdmin):
                 retried += 1
             except RetryRefused as refused:
                 skipped[refused.code.replace("_", " ")] += 1
-        self._report(request, f"Retried {retried}", skipped)
+        report(self, request, f"Retried {retried}", skipped)
 
     @admin.action(description="Cancel selected (pending or scheduled only)")
     def cancel_selected(self, request, queryset):
@@ -66,12 +70,4 @@ class OperationAdmin(admin.ModelAdmin):
                 cancelled += 1
             else:
                 skipped[f"already {operation.status}"] += 1
-        self._report(request, f"Cancelled {cancelled}", skipped)
-
-    def _report(self, request, done: str, skipped: Counter):
-        if skipped:
-            total = sum(skipped.values())
-            self.message_user(request, f"{done}; skipped {total} ({skipped_summary(skipped)}).",
-                              messages.WARNING)
-        else:
-            self.message_user(request, f"{done}; skipped 0.", messages.SUCCESS)
+        report(self, request, f"Cancelled {cancelled}", skipped)

@@ -25,6 +25,8 @@ USER_MESSAGES = {
     "input_missing": "The stored input for this is gone.",
     "internal_error": "Something went wrong on our side.",
     "invalid_input": "The input for this could not be processed.",
+    "export_damaged": "Your export file is damaged part-way through, so reading it stopped.",
+    "import_interrupted": "Building your deep memory was interrupted part-way.",
 }
 
 WHAT_TO_DO = {
@@ -41,6 +43,9 @@ WHAT_TO_DO = {
     "input_missing": "Upload the file again.",
     "internal_error": "Retry once; if it fails again, contact support with the reference.",
     "invalid_input": "Check the input and submit it again.",
+    "export_damaged": "Download your export again and upload the new file; what was read so "
+                      "far is kept.",
+    "import_interrupted": "Retry: it resumes where it stopped, nothing is read twice.",
 }
 
 

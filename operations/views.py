@@ -19,7 +19,7 @@ def toast(response, level: str, message: str):
     return response
 
 
-def panel_context(operation: Operation) -> dict:
+def panel_context(operation: Operation, action: str = "Retry") -> dict:
     refusal = None
     if operation.status == "failed":
         try:
@@ -33,7 +33,7 @@ def panel_context(operation: Operation) -> dict:
         "refusal": refusal,
         "retries_used": operation.retry_number,
         "max_retries": max_manual_retries(),
-        "next_retry_label": f"Retry ({operation.retry_number + 1}/{max_manual_retries()})",
+        "next_retry_label": f"{action} ({operation.retry_number + 1}/{max_manual_retries()})",
     }
 
 

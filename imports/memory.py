@@ -1,0 +1,149 @@
+"""Durable memory from conversations: local, deterministic fact extraction, and the MEMORY
+section it renders to. Only what the person said about themselves counts (user messages on the
+branch they saw)."""
+import hashlib
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from imports.export_reader import Conversation
+
+CATEGORIES = {
+    "identity": "Who they are",
+    "work": "Work",
+    "place": "Places",
+    "project": "Projects",
+    "skill": "Skills and tools",
+    "preference": "Preferences",
+    "topic": "Recurring topics",
+    "instructions": "Custom instructions",
+}
+ROLE_WORDS = ("developer", "engineer", "scientist", "manager", "student", "teacher", "consultant",
+              "designer", "architect", "researcher", "founder", "analyst", "writer", "doctor",
+              "nurse", "lawyer", "freelancer", "entrepreneur", "owner", "programmer", "coach",
+              "product owner", "data", "professor", "marketer", "recruiter", "accountant")
+SKILLS = ("python", "django", "flask", "fastapi", "docker", "kubernetes", "postgresql", "postgres",
+          "mysql", "sqlite", "redis", "javascript", "typescript", "react", "vue", "angular",
+          "node", "java", "kotlin", "swift", "rust", "golang", "c#", "c++", "php", "ruby",
+          "rails", "aws", "azure", "gcp", "terraform", "ansible", "linux", "git", "github",
+          "gitlab", "jenkins", "pandas", "numpy", "pytorch", "tensorflow", "excel", "power bi",
+          "tableau", "figma", "latex", "bash", "powershell", "sql", "graphql", "spark", "kafka",
+          "openai", "chatgpt", "langchain", "jira", "confluence", "sharepoint", "selenium")
+STOPWORDS = set("""about after again also another because before being between could does doing
+during each from further have having here into itself just more most other over same should
+some such than that their them then there these they this those through under until very what
+when where which while with would your help need using make create want question issue error
+problem write code request how new chat""".split())
+WEAK_STARTS = {"is", "as", "to", "it", "this", "that", "the", "following", "something", "you"}
+
+END = r"(?=[.,;:!?\n]|\band\b|\bbut\b|$)"
+PATTERNS = [
+    ("identity", re.compile(r"\bmy name is ([A-Z][\w'-]+(?: [A-Z][\w'-]+)?)")),
+    ("identity", re.compile(r"\bI(?:'m| am) (an? [\w -]{3,50}?)" + END)),
+    ("work", re.compile(r"\bI work (?:at|for) ([A-Z][\w&.-]*(?: [A-Z][\w&.-]*){0,3})")),
+    ("work", re.compile(r"\bI work as (an? [\w -]{3,50}?)" + END)),
+    ("work", re.compile(r"\bmy (?:company|employer|team) (?:is )?([A-Z][\w&.-]*(?: [A-Z][\w&.-]*){0,3})")),
+    ("place", re.compile(r"\bI live in ([A-Z][\w-]+(?:,? [A-Z][\w-]+){0,2})")),
+    ("place", re.compile(r"\bI(?:'m| am) (?:from|based in) ([A-Z][\w-]+(?:,? [A-Z][\w-]+){0,2})")),
+    ("project", re.compile(r"\bI(?:'m| am) (?:working on|building|developing|creating) "
+                           r"(.{3,80}?)" + END)),
+    ("project", re.compile(r"\bI want to (?:develop|build|create|make|set up) (.{3,80}?)" + END)),
+    ("project", re.compile(r"\bmy (?:project|app|application|website|startup) (?:is |called )?"
+                           r"(.{3,80}?)" + END)),
+    ("preference", re.compile(r"\bI (?:prefer|like|love|enjoy) (.{3,80}?)" + END)),
+    ("preference", re.compile(r"\bI (?:don't|do not) (?:like|want) (.{3,80}?)" + END)),
+]
+SKILL_PATTERN = re.compile(r"(?<![\w#+])(" + "|".join(re.escape(s) for s in SKILLS) + r")(?![\w#+])",
+                           re.IGNORECASE)
+WORD = re.compile(r"[A-Za-z][A-Za-z+#-]{3,}")
+
+
+@dataclass(frozen=True)
+class Fact:
+    category: str
+    text: str
+    conversation_id: str
+    conversation_title: str
+
+    @property
+    def fingerprint(self) -> str:
+        key = f"{self.category}|{' '.join(self.text.lower().split())}"
+        return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def facts_from(conversation: Conversation) -> list[Fact]:
+    """The durable facts one conversation states (deduplicated within it)."""
+    if conversation.do_not_remember:
+        return []
+    found: dict[str, Fact] = {}
+
+    def add(category, text):
+        text = " ".join(text.split()).strip(" \"'`*")
+        if 3 <= len(text) <= 120 and text.split()[0].lower() not in WEAK_STARTS:
+            fact = Fact(category, text, conversation.id, conversation.title)
+            found.setdefault(fact.fingerprint, fact)
+
+    for role, text in conversation.messages:
+        if role != "user":
+            continue
+        for category, pattern in PATTERNS:
+            for match in pattern.finditer(text[:20000]):
+                value = match.group(1)
+                if category == "identity" and value.lower().startswith(("a ", "an ")) and \
+                        not any(word in value.lower() for word in ROLE_WORDS):
+                    continue  # "I am a bit confused" says nothing durable
+                add(category, value)
+    if conversation.custom_instructions:
+        add("instructions", conversation.custom_instructions[:120])
+    return list(found.values())
+
+
+def tally(conversation: Conversation, stats: dict) -> None:
+    """Count skills and title words across conversations (for the aggregate facts); `stats`
+    is JSON, saved in the checkpoint so a resumed pass continues the counts."""
+    if conversation.do_not_remember:
+        return
+    user_text = " ".join(text for role, text in conversation.messages if role == "user")[:50000]
+    for key, words in (("skills", {m.lower() for m in SKILL_PATTERN.findall(user_text)}),
+                       ("topics", {w.lower() for w in WORD.findall(conversation.title)
+                                   if w.lower() not in STOPWORDS})):
+        bucket = stats.setdefault(key, {})
+        for word in words:
+            entry = bucket.setdefault(word, [0, conversation.id, conversation.title])
+            entry[0] += 1
+        if len(bucket) > 2000:  # keep the checkpoint small: drop the rarest
+            for word, _ in Counter({w: e[0] for w, e in bucket.items()}).most_common()[1000:]:
+                del bucket[word]
+
+
+def aggregate_facts(stats: dict) -> list[Fact]:
+    """Skills used in two or more conversations; title words in three or more."""
+    facts = []
+    for key, category, minimum, limit in (("skills", "skill", 2, 15), ("topics", "topic", 3, 10)):
+        ranked = sorted((stats.get(key) or {}).items(), key=lambda kv: (-kv[1][0], kv[0]))
+        for word, (count, conversation_id, title) in ranked[:limit]:
+            if count >= minimum:
+                facts.append(Fact(category, f"{word} ({count} conversations)", conversation_id,
+                                  title))
+    return facts
+
+
+def render_memory(facts) -> str:
+    """The MEMORY section as Markdown: one heading per category, one line per fact."""
+    by_category: dict[str, list] = {}
+    seen = set()
+    for fact in facts:
+        key = (fact.category, fact.text.lower())
+        if key not in seen:
+            seen.add(key)
+            by_category.setdefault(fact.category, []).append(fact)
+    lines = ["# MEMORY", ""]
+    for category, heading in CATEGORIES.items():
+        items = by_category.get(category)
+        if not items:
+            continue
+        lines += [f"## {heading}", *(f"- {f.text} (from “{f.conversation_title}”)"
+                                     for f in items[:25]), ""]
+    if len(lines) == 2:
+        lines.append("Nothing durable was found yet.")
+    return "\n".join(lines).strip() + "\n"

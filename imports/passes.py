@@ -1,0 +1,247 @@
+"""Accepting an export, and the two passes over it: the quick pass (counts, first profile) and
+the resumable full pass (memory facts, checkpointed with the facts they cover)."""
+import hashlib
+import time
+import uuid
+
+import ijson
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+
+from imports.export_reader import (ExportRejected, inspect_upload, iter_raw, normalize,
+                                   open_conversations, to_datetime)
+from imports.memory import aggregate_facts, facts_from, render_memory, tally
+from imports.models import MemoryFact, Profile
+from operations.errors import LeaseLost, PermanentError, TransientError
+from operations.kinds import register
+from operations.models import Status
+from operations.retry_policy import RetryPolicy
+from operations.services import submit
+
+FULL_PASS_POLICY = RetryPolicy(max_attempts=5, base_delay=2.0, factor=2.0, max_delay=60.0,
+                               max_crashes=3, time_limit=3 * 3600)
+QUICK_PASS_POLICY = RetryPolicy(max_attempts=3, base_delay=1.0, time_limit=600)
+
+
+# --- accepting an upload ---------------------------------------------------------------------
+
+def accept_upload(user, upload, name: str = "", fault: dict | None = None) -> Profile:
+    """Validate, store once under a random private name, and queue both passes. The previous
+    export is replaced only now that the new one validated. Raises ExportRejected."""
+    info = inspect_upload(upload)
+    upload.seek(0)
+    key = default_storage.save(f"exports/{uuid.uuid4().hex}", File(upload))
+    try:
+        with transaction.atomic():
+            profile, _ = Profile.objects.select_for_update().get_or_create(user=user)
+            old_key = profile.export_key
+            for operation in (profile.quick_pass_operation, profile.full_pass):
+                if operation is not None:
+                    operation.cancel()  # a waiting pass of the old export has nothing to do
+            profile.export_key, profile.export_member = key, info.member
+            profile.export_type, profile.export_source = info.file_type, info.source
+            profile.export_size, profile.export_sha256 = info.size, info.sha256
+            profile.export_name, profile.uploaded_at = name[:255], timezone.now()
+            profile.conversation_count = profile.message_count = None
+            profile.memory_markdown = ""
+            source = {"profile_id": profile.pk, "storage_key": key, "sha256": info.sha256,
+                      "file_type": info.file_type, "member": info.member}
+            profile.quick_pass_operation = submit("imports.quick_pass", user, source)
+            full_input = {**source, "fault": fault} if fault else source
+            profile.full_pass_operation = submit("imports.full_pass", user, full_input)
+            profile.save()
+    except BaseException:
+        default_storage.delete(key)
+        raise
+    if old_key and old_key != key:
+        transaction.on_commit(lambda: default_storage.delete(old_key))
+    return profile
+
+
+def stored_export_intact(input: dict) -> bool:
+    """Preflight for a retry: the stored file exists, is the current export, and its bytes
+    still hash to the sha256 recorded at upload."""
+    key, sha256 = input.get("storage_key", ""), input.get("sha256", "")
+    if not key or not default_storage.exists(key):
+        return False
+    if not Profile.objects.filter(pk=input.get("profile_id"), export_sha256=sha256).exists():
+        return False
+    digest = hashlib.sha256()
+    with default_storage.open(key, "rb") as stored:
+        while chunk := stored.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest() == sha256
+
+
+def _profile_and_stream(context):
+    input = context.input
+    if not stored_export_intact_quick(input):
+        raise PermanentError("input_missing", "stored export missing or replaced")
+    return Profile.objects.get(pk=input["profile_id"]), open_conversations(
+        input["storage_key"], input["file_type"], input.get("member", ""))
+
+
+def stored_export_intact_quick(input: dict) -> bool:
+    """The cheap part of the preflight, checked at the start of every attempt."""
+    return bool(input.get("storage_key")) and default_storage.exists(input["storage_key"]) and \
+        Profile.objects.filter(pk=input.get("profile_id"), export_sha256=input.get("sha256")).exists()
+
+
+def _damaged(exc) -> PermanentError:
+    if isinstance(exc, ExportRejected):
+        return PermanentError("export_damaged", f"{exc.code}: {exc.message}")
+    return PermanentError("export_damaged", f"{type(exc).__name__}: {exc}")
+
+
+# --- the quick pass --------------------------------------------------------------------------
+
+@register("imports.quick_pass", policy=QUICK_PASS_POLICY, label="Quick pass",
+          input_available=stored_export_intact)
+def quick_pass(context):
+    """Counts, date range, titles, custom instructions and a first summary, in seconds."""
+    profile, opened = _profile_and_stream(context)
+    count = messages = 0
+    first = last = None
+    titles, instructions = [], ""
+    try:
+        with opened as stream:
+            for item, _ in iter_raw(stream):
+                count += 1
+                created = to_datetime(item.get("create_time") or item.get("created_at"))
+                if created:
+                    first = min(first or created, created)
+                    last = max(last or created, created)
+                messages += _message_count(item)
+                if len(titles) < 20:
+                    titles.append(str(item.get("title") or item.get("name") or "Untitled"))
+                if not instructions and _mentions_instructions(item):
+                    instructions = normalize(item).custom_instructions
+                context.heartbeat(done=count)
+    except (ijson.JSONError, ExportRejected, EOFError, OSError) as exc:
+        raise _damaged(exc) from None
+    summary = _summary(count, messages, first, last, titles)
+    Profile.objects.filter(pk=profile.pk).update(
+        conversation_count=count, message_count=messages, first_conversation_at=first,
+        last_conversation_at=last, titles=titles, custom_instructions=instructions,
+        summary=summary)
+    return {"conversations": count, "messages": messages}
+
+
+def _message_count(item) -> int:
+    if isinstance(item.get("mapping"), dict):
+        return sum(1 for node in item["mapping"].values() if node.get("message"))
+    return len(item.get("chat_messages") or [])
+
+
+def _mentions_instructions(item) -> bool:
+    return any(((node.get("message") or {}).get("content") or {}).get("content_type")
+               == "user_editable_context" for node in (item.get("mapping") or {}).values())
+
+
+def _summary(count, messages, first, last, titles) -> str:
+    if not count:
+        return ""
+    span = (f" between {first:%B %Y} and {last:%B %Y}" if first and last else "")
+    recent = ", ".join(f"“{t}”" for t in titles[:3])
+    return (f"{count} conversations ({messages} messages){span}. "
+            f"Most recent: {recent}.")
+
+
+# --- the full pass ---------------------------------------------------------------------------
+
+@register("imports.full_pass", policy=FULL_PASS_POLICY, label="Deep memory (full pass)",
+          input_available=stored_export_intact)
+def full_pass(context):
+    """Stream every conversation, extract durable facts, write the MEMORY section. Resumes
+    from the checkpoint, which is saved in the same transaction as the facts it covers."""
+    profile, opened = _profile_and_stream(context)
+    sha256 = context.input["sha256"]
+    checkpoint = _resume_point(context.checkpoint, sha256)
+    start, total = checkpoint["index"], profile.conversation_count
+    checkpoint["resumed_from"] = start  # lets the page estimate this attempt's pace
+    batch, last_save = [], time.monotonic()
+    every = settings.IMPORTS["CHECKPOINT_SECONDS"]
+    try:
+        with opened as stream:
+            for index, (item, size) in enumerate(iter_raw(stream)):
+                if index < start:
+                    continue  # done by an earlier attempt
+                _injected_fault(context, index)
+                batch += _read_one(item, size, checkpoint)
+                checkpoint["index"] = index + 1
+                if time.monotonic() - last_save >= every:
+                    _save(context, profile, sha256, batch, checkpoint, total)
+                    batch, last_save = [], time.monotonic()
+    except LeaseLost:
+        raise  # another attempt owns the operation now: write nothing
+    except Exception as exc:
+        _save_on_failure(context, profile, sha256, batch, checkpoint, total)
+        if isinstance(exc, (ijson.JSONError, ExportRejected, EOFError, OSError)):
+            raise _damaged(exc) from None
+        raise
+    batch += aggregate_facts(checkpoint["stats"])
+    _save(context, profile, sha256, batch, checkpoint, checkpoint["index"])
+    facts = profile.facts.filter(export_sha256=sha256)
+    Profile.objects.filter(pk=profile.pk).update(memory_markdown=render_memory(facts))
+    return {"conversations": checkpoint["index"], "facts": facts.count(),
+            "skipped": checkpoint["skipped"], "unknown_content": checkpoint["unknown"],
+            "resumed_from": start}
+
+
+def _resume_point(checkpoint, sha256) -> dict:
+    if checkpoint and checkpoint.get("sha256") == sha256:
+        return checkpoint
+    return {"sha256": sha256, "index": 0, "stats": {}, "skipped": [], "unknown": {}}
+
+
+def _read_one(item, size, checkpoint) -> list:
+    if size > settings.IMPORTS["MAX_CONVERSATION_BYTES"]:
+        if len(checkpoint["skipped"]) < 100:
+            checkpoint["skipped"].append({"title": str(item.get("title") or "")[:200],
+                                          "bytes": size})
+        return []
+    conversation = normalize(item)
+    for kind, n in conversation.unknown_content.items():
+        checkpoint["unknown"][kind] = checkpoint["unknown"].get(kind, 0) + n
+    tally(conversation, checkpoint["stats"])
+    return facts_from(conversation)
+
+
+def _save(context, profile, sha256, facts, checkpoint, total) -> None:
+    """Facts and the checkpoint that covers them, in one transaction. If the lease is gone,
+    heartbeat raises and the facts roll back with it."""
+    with transaction.atomic():
+        MemoryFact.objects.bulk_create([
+            MemoryFact(profile=profile, export_sha256=sha256, category=f.category,
+                       text=f.text[:200], fingerprint=f.fingerprint,
+                       conversation_id=f.conversation_id[:100],
+                       conversation_title=f.conversation_title[:300]) for f in facts],
+            ignore_conflicts=True)
+        context.heartbeat(done=checkpoint["index"], total=total, checkpoint=checkpoint)
+
+
+def _save_on_failure(context, *args) -> None:
+    """Keep the conversations read before a failure, so a retry resumes right there."""
+    try:
+        _save(context, *args)
+    except Exception:  # noqa: BLE001 - the original failure is the one to report
+        pass
+
+
+def _injected_fault(context, index) -> None:
+    """Fault injection for drills and the demo: input {"fault": {"at": k, "error":
+    "transient"|"permanent", "retry_numbers": [0], "attempts": [1]}} fails before
+    conversation k on the listed manual-retry numbers and attempts."""
+    fault = context.input.get("fault")
+    if not fault or index != fault.get("at"):
+        return
+    if context.operation.retry_number not in fault.get("retry_numbers", [0]):
+        return
+    if "attempts" in fault and context.attempt_number not in fault["attempts"]:
+        return
+    if fault.get("error") == "permanent":
+        raise PermanentError("import_interrupted", f"injected permanent fault at {index}")
+    raise TransientError("import_interrupted", f"injected transient fault at {index}")
