@@ -121,7 +121,7 @@ CACHES = {
 STORAGES = {
     "default": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": str(VAR_DIR / "uploads")},
+        "OPTIONS": {"location": env_str("REBOUND_STORAGE_DIR", str(VAR_DIR / "uploads"))},
     },
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }

@@ -16,9 +16,9 @@ def sample_bytes() -> bytes:
     return SAMPLE.read_bytes()
 
 
-def synthetic(count: int, seed: int = 7) -> bytes:
+def synthetic(count: int, seed: int = 7, turn_bytes: int = 600) -> bytes:
     out = io.BytesIO()
-    write_export(out, count=count, seed=seed)
+    write_export(out, count=count, seed=seed, turn_bytes=turn_bytes)
     return out.getvalue()
 
 
