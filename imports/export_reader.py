@@ -5,6 +5,7 @@ streams, JSON is parsed item by item with ijson's C backend, and zip-bomb limits
 against the bytes actually inflated, never against what the headers claim.
 """
 import hashlib
+import json
 import stat
 import zipfile
 from collections.abc import Iterator
@@ -222,25 +223,94 @@ def open_conversations(storage_key: str, file_type: str, member: str = ""):
             yield _InflateGuard(stream, archive.getinfo(member))
 
 
-class CountingReader:
-    """Counts the bytes a parser has pulled, to size each conversation approximately."""
+class ResumeMismatch(Exception):
+    """The stored offset does not point at a conversation: resume by counting instead."""
 
-    def __init__(self, stream):
-        self.stream, self.position = stream, 0
+
+class CountingReader:
+    """Counts the bytes a parser has pulled and keeps the most recent ones, so the exact end of
+    each conversation can be checked against the bytes themselves."""
+
+    WINDOW = 256 * 1024
+
+    def __init__(self, stream, position: int = 0):
+        self.stream, self.position = stream, position
+        self.window, self.window_start = b"", position
 
     def read(self, size: int = -1) -> bytes:
         data = self.stream.read(size)
-        self.position += len(data)
+        if data:
+            keep = self.window[-self.WINDOW:]
+            self.window_start = self.position - len(keep)
+            self.window = keep + data
+            self.position += len(data)
         return data
 
+    def bytes_at(self, offset: int, length: int) -> bytes | None:
+        start = offset - self.window_start
+        if start < 0 or start + length > len(self.window):
+            return None
+        return self.window[start:start + length]
 
-def iter_raw(stream) -> Iterator[tuple[dict, int]]:
-    """Each top-level conversation with the approximate number of bytes it took."""
-    reader = CountingReader(stream)
-    last = 0
-    for item in ijson_c.items(reader, "item", use_float=True):
-        yield item, reader.position - last
-        last = reader.position
+
+def _skip_to(stream, offset: int):
+    """Read and drop the first `offset` bytes (a ZIP member cannot seek; inflating is cheap,
+    parsing is what a resume must not repeat)."""
+    remaining = offset
+    while remaining > 0:
+        data = stream.read(min(CHUNK, remaining))
+        if not data:
+            raise ResumeMismatch("the export is shorter than the checkpoint's offset")
+        remaining -= len(data)
+    head = stream.read(64)
+    if not head.lstrip(b" \t\r\n")[:1] == b"{":
+        raise ResumeMismatch("no conversation starts at the checkpoint's offset")
+    return _Prefixed(b"[" + head, stream)
+
+
+def iter_raw(stream, resume_offset: int = 0) -> Iterator[tuple[dict, int, int | None]]:
+    """Each top-level conversation, its approximate size in bytes, and the exact byte offset
+    where the next one starts (None when it cannot be known for certain).
+
+    ChatGPT writes its export with Python's json.dumps defaults, so re-encoding a conversation
+    gives its exact length; each end is checked against the bytes read (the last 32 bytes and
+    the ", {" that follows), and at the first mismatch offsets stop being reported.
+    """
+    if resume_offset:
+        stream, base = _skip_to(stream, resume_offset), resume_offset - 1
+    else:
+        base = 0
+    reader = CountingReader(stream, position=base)
+    start, last, exact = None, base, True
+    items = ijson_c.items(reader, "item", use_float=True)
+    for item in _checked_first(items) if resume_offset else items:
+        if start is None:
+            first = reader.window.find(b"{", base - reader.window_start)
+            start = reader.window_start + first if first >= 0 else None
+        next_start = None
+        if exact and start is not None:
+            encoded = json.dumps(item).encode()
+            end = start + len(encoded)
+            matches = reader.bytes_at(end - 32, 32) == encoded[-32:]
+            after = reader.bytes_at(end, 3) or reader.bytes_at(end, 1)
+            if matches and after == b", {":
+                next_start = end + 2
+            elif not (matches and after == b"]"):
+                exact = False  # not written the way ChatGPT writes: count instead
+        yield item, reader.position - last, next_start
+        last, start = reader.position, next_start
+
+
+def _checked_first(items):
+    """After a resume, the first item must parse and be a conversation."""
+    try:
+        first = next(items, None)
+    except ijson.JSONError:
+        raise ResumeMismatch("the checkpoint's offset is not a conversation boundary") from None
+    if first is None or detect_source(first) is None:
+        raise ResumeMismatch("the checkpoint's offset is not a conversation boundary")
+    yield first
+    yield from items
 
 
 # --- one conversation as the product sees it -------------------------------------------------

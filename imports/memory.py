@@ -53,9 +53,15 @@ PATTERNS = [
     ("preference", re.compile(r"\bI (?:prefer|like|love|enjoy) (.{3,80}?)" + END)),
     ("preference", re.compile(r"\bI (?:don't|do not) (?:like|want) (.{3,80}?)" + END)),
 ]
-SKILL_PATTERN = re.compile(r"(?<![\w#+])(" + "|".join(re.escape(s) for s in SKILLS) + r")(?![\w#+])",
-                           re.IGNORECASE)
+SINGLE_WORD_SKILLS = {s for s in SKILLS if " " not in s}
+MULTI_WORD_SKILLS = [s for s in SKILLS if " " in s]
+TOKEN = re.compile(r"[a-z0-9#+]+")
 WORD = re.compile(r"[A-Za-z][A-Za-z+#-]{3,}")
+# One cheap scan finds where a statement about the person may start; the specific patterns
+# then run only on a short window there. Most messages have no such statement.
+TRIGGER = re.compile(r"\b(?:my name is|I'm|I am|I work|I live|I want to|I prefer|I like|I love|"
+                     r"I enjoy|I don't|I do not|my (?:company|employer|team|project|app|"
+                     r"application|website|startup))\b")
 
 
 @dataclass(frozen=True)
@@ -86,8 +92,12 @@ def facts_from(conversation: Conversation) -> list[Fact]:
     for role, text in conversation.messages:
         if role != "user":
             continue
-        for category, pattern in PATTERNS:
-            for match in pattern.finditer(text[:20000]):
+        for trigger in TRIGGER.finditer(text[:20000]):
+            window = text[trigger.start():trigger.start() + 160]
+            for category, pattern in PATTERNS:
+                match = pattern.match(window)
+                if match is None:
+                    continue
                 value = match.group(1)
                 if category == "identity" and value.lower().startswith(("a ", "an ")) and \
                         not any(word in value.lower() for word in ROLE_WORDS):
@@ -104,7 +114,10 @@ def tally(conversation: Conversation, stats: dict) -> None:
     if conversation.do_not_remember:
         return
     user_text = " ".join(text for role, text in conversation.messages if role == "user")[:50000]
-    for key, words in (("skills", {m.lower() for m in SKILL_PATTERN.findall(user_text)}),
+    lowered = user_text.lower()
+    skills = SINGLE_WORD_SKILLS.intersection(TOKEN.findall(lowered))
+    skills.update(s for s in MULTI_WORD_SKILLS if s in lowered)
+    for key, words in (("skills", skills),
                        ("topics", {w.lower() for w in WORD.findall(conversation.title)
                                    if w.lower() not in STOPWORDS})):
         bucket = stats.setdefault(key, {})

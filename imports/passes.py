@@ -11,8 +11,8 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from imports.export_reader import (ExportRejected, inspect_upload, iter_raw, normalize,
-                                   open_conversations, to_datetime)
+from imports.export_reader import (ExportRejected, ResumeMismatch, inspect_upload, iter_raw,
+                                   normalize, open_conversations, to_datetime)
 from imports.memory import aggregate_facts, facts_from, render_memory, tally
 from imports.models import MemoryFact, Profile
 from operations.errors import LeaseLost, PermanentError, TransientError
@@ -76,12 +76,14 @@ def stored_export_intact(input: dict) -> bool:
     return digest.hexdigest() == sha256
 
 
-def _profile_and_stream(context):
-    input = context.input
-    if not stored_export_intact_quick(input):
+def _profile(context) -> Profile:
+    if not stored_export_intact_quick(context.input):
         raise PermanentError("input_missing", "stored export missing or replaced")
-    return Profile.objects.get(pk=input["profile_id"]), open_conversations(
-        input["storage_key"], input["file_type"], input.get("member", ""))
+    return Profile.objects.get(pk=context.input["profile_id"])
+
+
+def _open(input: dict):
+    return open_conversations(input["storage_key"], input["file_type"], input.get("member", ""))
 
 
 def stored_export_intact_quick(input: dict) -> bool:
@@ -102,13 +104,13 @@ def _damaged(exc) -> PermanentError:
           input_available=stored_export_intact)
 def quick_pass(context):
     """Counts, date range, titles, custom instructions and a first summary, in seconds."""
-    profile, opened = _profile_and_stream(context)
+    profile, opened = _profile(context), _open(context.input)
     count = messages = 0
     first = last = None
     titles, instructions = [], ""
     try:
         with opened as stream:
-            for item, _ in iter_raw(stream):
+            for item, _, _ in iter_raw(stream):
                 count += 1
                 created = to_datetime(item.get("create_time") or item.get("created_at"))
                 if created:
@@ -157,44 +159,62 @@ def _summary(count, messages, first, last, titles) -> str:
 def full_pass(context):
     """Stream every conversation, extract durable facts, write the MEMORY section. Resumes
     from the checkpoint, which is saved in the same transaction as the facts it covers."""
-    profile, opened = _profile_and_stream(context)
-    sha256 = context.input["sha256"]
+    profile, sha256 = _profile(context), context.input["sha256"]
     checkpoint = _resume_point(context.checkpoint, sha256)
-    start, total = checkpoint["index"], profile.conversation_count
+    start = checkpoint["index"]
     checkpoint["resumed_from"] = start  # lets the page estimate this attempt's pace
-    batch, last_save = [], time.monotonic()
-    every = settings.IMPORTS["CHECKPOINT_SECONDS"]
+    resumed_by = ("offset" if checkpoint.get("offset") else "count") if start else None
     try:
-        with opened as stream:
-            for index, (item, size) in enumerate(iter_raw(stream)):
-                if index < start:
-                    continue  # done by an earlier attempt
-                _injected_fault(context, index)
-                batch += _read_one(item, size, checkpoint)
-                checkpoint["index"] = index + 1
-                if time.monotonic() - last_save >= every:
-                    _save(context, profile, sha256, batch, checkpoint, total)
-                    batch, last_save = [], time.monotonic()
-    except LeaseLost:
-        raise  # another attempt owns the operation now: write nothing
-    except Exception as exc:
-        _save_on_failure(context, profile, sha256, batch, checkpoint, total)
-        if isinstance(exc, (ijson.JSONError, ExportRejected, EOFError, OSError)):
-            raise _damaged(exc) from None
-        raise
-    batch += aggregate_facts(checkpoint["stats"])
+        _read_all(context, profile, checkpoint, use_offset=True)
+    except ResumeMismatch:
+        checkpoint["offset"] = None  # the offset cannot be trusted: count conversations instead
+        resumed_by = "count"
+        _read_all(context, profile, checkpoint, use_offset=False)
+    batch = aggregate_facts(checkpoint["stats"])
     _save(context, profile, sha256, batch, checkpoint, checkpoint["index"])
     facts = profile.facts.filter(export_sha256=sha256)
     Profile.objects.filter(pk=profile.pk).update(memory_markdown=render_memory(facts))
     return {"conversations": checkpoint["index"], "facts": facts.count(),
             "skipped": checkpoint["skipped"], "unknown_content": checkpoint["unknown"],
-            "resumed_from": start}
+            "resumed_from": start, "resumed_by": resumed_by}
+
+
+def _read_all(context, profile, checkpoint, use_offset: bool) -> None:
+    """Read from the checkpoint to the end, saving facts and checkpoint every few seconds.
+    With a trusted byte offset the read starts right there; otherwise earlier conversations
+    are parsed again and passed over."""
+    input, sha256 = context.input, context.input["sha256"]
+    offset = checkpoint.get("offset") if use_offset else None
+    first_index = checkpoint["index"] if offset else 0
+    total, every = profile.conversation_count, settings.IMPORTS["CHECKPOINT_SECONDS"]
+    batch, last_save = [], time.monotonic()
+    try:
+        with _open(input) as stream:
+            conversations = iter_raw(stream, resume_offset=offset or 0)
+            for index, (item, size, next_offset) in enumerate(conversations, first_index):
+                if index < checkpoint["index"]:
+                    continue  # done by an earlier attempt
+                _injected_fault(context, index)
+                batch += _read_one(item, size, checkpoint)
+                checkpoint["index"], checkpoint["offset"] = index + 1, next_offset
+                if time.monotonic() - last_save >= every:
+                    _save(context, profile, sha256, batch, checkpoint, total)
+                    batch, last_save = [], time.monotonic()
+    except (LeaseLost, ResumeMismatch):
+        raise  # nothing to keep: another attempt owns it, or we start over by counting
+    except Exception as exc:
+        _save_on_failure(context, profile, sha256, batch, checkpoint, total)
+        if isinstance(exc, (ijson.JSONError, ExportRejected, EOFError, OSError)):
+            raise _damaged(exc) from None
+        raise
+    _save(context, profile, sha256, batch, checkpoint, total)
 
 
 def _resume_point(checkpoint, sha256) -> dict:
     if checkpoint and checkpoint.get("sha256") == sha256:
         return checkpoint
-    return {"sha256": sha256, "index": 0, "stats": {}, "skipped": [], "unknown": {}}
+    return {"sha256": sha256, "index": 0, "offset": None, "stats": {}, "skipped": [],
+            "unknown": {}}
 
 
 def _read_one(item, size, checkpoint) -> list:

@@ -68,7 +68,7 @@ def test_a_claude_export_is_recognised_and_read():
 
 def test_synthetic_exports_stream_with_all_content_types():
     raw = synthetic(60)
-    items = [item for item, _ in iter_raw(io.BytesIO(raw))]
+    items = [item for item, _, _ in iter_raw(io.BytesIO(raw))]
     assert len(items) == 60 and len(json.loads(raw)) == 60
     kinds = {m["message"]["content"]["content_type"] for item in items
              for m in item["mapping"].values() if m.get("message")}
@@ -86,3 +86,24 @@ def test_a_zip_holding_something_else_under_the_right_name_is_refused_by_content
     with pytest.raises(ExportRejected) as refused:
         inspect_upload(io.BytesIO(zip_of({"conversations.json": png})))
     assert refused.value.code == "not_an_export"
+
+
+def test_exact_offsets_let_a_read_resume_at_any_conversation():
+    raw = sample_bytes()
+    listed = list(iter_raw(io.BytesIO(raw)))
+    offsets = [next_offset for _, _, next_offset in listed]
+    assert all(offsets[:-1]) and offsets[-1] is None  # every boundary known; none after the last
+    resumed = [item["id"] for item, _, _ in iter_raw(io.BytesIO(raw), resume_offset=offsets[29])]
+    assert resumed == [item["id"] for item, _, _ in listed[30:]]
+
+
+def test_offsets_stop_when_the_file_is_not_written_like_chatgpt_writes():
+    pretty = json.dumps(json.loads(sample_bytes()), indent=2).encode()
+    assert all(offset is None for _, _, offset in iter_raw(io.BytesIO(pretty)))
+
+
+def test_resuming_at_an_offset_that_is_not_a_boundary_is_refused():
+    from imports.export_reader import ResumeMismatch
+
+    with pytest.raises(ResumeMismatch):
+        list(iter_raw(io.BytesIO(sample_bytes()), resume_offset=1000))

@@ -92,6 +92,7 @@ def test_a_permanent_failure_at_k_is_retried_by_hand_and_resumes_at_k(user, api,
     run_until_settled(child)
     child.refresh_from_db()
     assert child.status == Status.COMPLETED and child.result["resumed_from"] == 60
+    assert child.result["resumed_by"] == "offset"  # the first 60 were not parsed again
     assert fact_keys(profile) == fact_keys(clean)
     assert Profile.objects.get(pk=profile.pk).full_pass_status == "complete"
 
@@ -152,3 +153,31 @@ def test_admin_action_retries_a_failed_full_pass(user, client):
         "action": "retry_failed_full_pass", "_selected_action": [profile.pk]}, follow=True)
     assert "Retried 1; skipped 0." in response.content.decode()
     assert Operation.objects.get(parent=profile.full_pass_operation).channel == "admin"
+
+
+def test_a_checkpoint_offset_that_does_not_fit_the_file_falls_back_to_counting(user, other_user):
+    data = synthetic(40)
+    clean = upload(other_user, data)
+    run_passes(clean)
+    profile = upload(user, data, fault={"at": 30, "error": "permanent"})
+    failed = run_passes(profile)
+    Operation.objects.filter(pk=failed.pk).update(checkpoint={**failed.checkpoint, "offset": 777})
+    from operations.services import retry_operation
+
+    child = retry_operation(failed.pk, by=user, channel="api")
+    run_until_settled(child)
+    child.refresh_from_db()
+    assert child.status == Status.COMPLETED and child.result["resumed_by"] == "count"
+    assert fact_keys(profile) == fact_keys(clean)
+
+
+def test_a_zip_export_resumes_at_its_offset_too(user, other_user):
+    from tests.imports_helpers import zip_of
+
+    data = zip_of({"export/conversations.json": synthetic(50)})
+    clean = upload(other_user, data)
+    run_passes(clean)
+    profile = upload(user, data, fault={"at": 35, "error": "transient", "attempts": [1]})
+    full_pass = run_passes(profile)
+    assert full_pass.result["resumed_by"] == "offset" and full_pass.result["resumed_from"] == 35
+    assert fact_keys(profile) == fact_keys(clean)
