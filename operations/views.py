@@ -26,8 +26,12 @@ def panel_context(operation: Operation, action: str = "Retry") -> dict:
             check_retryable(operation)
         except RetryRefused as refused:
             refusal = refused
+    last = operation.attempts.order_by("-number").first()
+    transient = last is not None and last.outcome in ("transient", "crashed", "timed_out")
     return {
         "operation": operation,
+        # A temporary problem (retries ran out) reads differently from a real error.
+        "severity": "warning" if transient else "error",
         "what_to_do": what_to_do(operation.error_code) if operation.error_code else "",
         "can_retry": operation.status == "failed" and refusal is None,
         "refusal": refusal,
