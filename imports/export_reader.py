@@ -268,37 +268,38 @@ def _skip_to(stream, offset: int):
     return _Prefixed(b"[" + head, stream)
 
 
-def iter_raw(stream, resume_offset: int = 0) -> Iterator[tuple[dict, int, int | None]]:
-    """Each top-level conversation, its approximate size in bytes, and the exact byte offset
-    where the next one starts (None when it cannot be known for certain).
+class Conversations:
+    """The conversations of an export, one at a time, each with its approximate size in
+    bytes; `offset_after(item)` tells the exact byte offset where the next one starts.
 
-    ChatGPT writes its export with Python's json.dumps defaults, so re-encoding a conversation
-    gives its exact length; each end is checked against the bytes read (the last 32 bytes and
-    the ", {" that follows), and at the first mismatch offsets stop being reported.
+    ChatGPT writes its export with Python's json.dumps defaults and ends each conversation
+    with its unique id, so the re-encoded tail of a conversation is found exactly once in the
+    bytes just read; anything else (another writer, a lookalike) gives no offset, and a resume
+    then counts conversations instead.
     """
-    if resume_offset:
-        stream, base = _skip_to(stream, resume_offset), resume_offset - 1
-    else:
-        base = 0
-    reader = CountingReader(stream, position=base)
-    start, last, exact = None, base, True
-    items = ijson_c.items(reader, "item", use_float=True)
-    for item in _checked_first(items) if resume_offset else items:
-        if start is None:
-            first = reader.window.find(b"{", base - reader.window_start)
-            start = reader.window_start + first if first >= 0 else None
-        next_start = None
-        if exact and start is not None:
-            encoded = json.dumps(item).encode()
-            end = start + len(encoded)
-            matches = reader.bytes_at(end - 32, 32) == encoded[-32:]
-            after = reader.bytes_at(end, 3) or reader.bytes_at(end, 1)
-            if matches and after == b", {":
-                next_start = end + 2
-            elif not (matches and after == b"]"):
-                exact = False  # not written the way ChatGPT writes: count instead
-        yield item, reader.position - last, next_start
-        last, start = reader.position, next_start
+
+    TAIL = 96
+
+    def __init__(self, stream, resume_offset: int = 0):
+        self.resume_offset = resume_offset
+        if resume_offset:
+            stream = _skip_to(stream, resume_offset)
+        self.reader = CountingReader(stream, position=max(resume_offset - 1, 0))
+
+    def __iter__(self) -> Iterator[tuple[dict, int]]:
+        items = ijson_c.items(self.reader, "item", use_float=True)
+        last = self.reader.position
+        for item in _checked_first(items) if self.resume_offset else items:
+            yield item, self.reader.position - last
+            last = self.reader.position
+
+    def offset_after(self, item: dict) -> int | None:
+        tail = json.dumps(item).encode()[-self.TAIL:]
+        window = self.reader.window
+        found = window.rfind(tail + b", {")
+        if found < 0 or window.find(tail + b", {") != found or len(tail) < self.TAIL:
+            return None
+        return self.reader.window_start + found + len(tail) + 2
 
 
 def _checked_first(items):
@@ -313,6 +314,11 @@ def _checked_first(items):
     yield from items
 
 
+def iter_raw(stream) -> Iterator[tuple[dict, int]]:
+    """Each top-level conversation with the approximate number of bytes it took."""
+    return iter(Conversations(stream))
+
+
 # --- one conversation as the product sees it -------------------------------------------------
 
 @dataclass
@@ -324,6 +330,12 @@ class Conversation:
     custom_instructions: str = ""
     do_not_remember: bool = False
     unknown_content: dict = field(default_factory=dict)
+
+    @property
+    def user_text(self) -> str:
+        """What the person wrote, message by message (each capped: pasted logs say little
+        about them)."""
+        return "\n".join(text[:20000] for role, text in self.messages if role == "user")
 
 
 def to_datetime(value) -> datetime | None:

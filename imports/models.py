@@ -55,8 +55,8 @@ class Profile(models.Model):
 
 
 class MemoryFact(models.Model):
-    """One durable fact, with the conversation it came from. Written once per (export,
-    conversation, fact), however often the full pass is retried."""
+    """One durable fact, with the first conversation that stated it. Written once per export,
+    however often the full pass is retried or resumed."""
 
     profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="facts")
     export_sha256 = models.CharField(max_length=64)
@@ -69,6 +69,5 @@ class MemoryFact(models.Model):
 
     class Meta:
         ordering = ["id"]
-        constraints = [models.UniqueConstraint(
-            fields=["profile", "export_sha256", "conversation_id", "fingerprint"],
-            name="one_fact_per_conversation")]
+        constraints = [models.UniqueConstraint(fields=["profile", "export_sha256", "fingerprint"],
+                                               name="one_row_per_fact")]

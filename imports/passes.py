@@ -11,8 +11,9 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from imports.export_reader import (ExportRejected, ResumeMismatch, inspect_upload, iter_raw,
-                                   normalize, open_conversations, to_datetime)
+from imports.export_reader import (Conversations, ExportRejected, ResumeMismatch,
+                                   inspect_upload, iter_raw, normalize, open_conversations,
+                                   to_datetime)
 from imports.memory import aggregate_facts, facts_from, render_memory, tally
 from imports.models import MemoryFact, Profile
 from operations.errors import LeaseLost, PermanentError, TransientError
@@ -110,7 +111,7 @@ def quick_pass(context):
     titles, instructions = [], ""
     try:
         with opened as stream:
-            for item, _, _ in iter_raw(stream):
+            for item, _ in iter_raw(stream):
                 count += 1
                 created = to_datetime(item.get("create_time") or item.get("created_at"))
                 if created:
@@ -187,22 +188,28 @@ def _read_all(context, profile, checkpoint, use_offset: bool) -> None:
     offset = checkpoint.get("offset") if use_offset else None
     first_index = checkpoint["index"] if offset else 0
     total, every = profile.conversation_count, settings.IMPORTS["CHECKPOINT_SECONDS"]
-    batch, last_save = [], time.monotonic()
+    batch, last_save, done, conversations = [], time.monotonic(), None, None
+    seen = set()  # facts already written by this attempt (the database dedupes the rest)
     try:
         with _open(input) as stream:
-            conversations = iter_raw(stream, resume_offset=offset or 0)
-            for index, (item, size, next_offset) in enumerate(conversations, first_index):
+            conversations = Conversations(stream, resume_offset=offset or 0)
+            for index, (item, size) in enumerate(conversations, first_index):
                 if index < checkpoint["index"]:
                     continue  # done by an earlier attempt
                 _injected_fault(context, index)
-                batch += _read_one(item, size, checkpoint)
-                checkpoint["index"], checkpoint["offset"] = index + 1, next_offset
+                batch += _read_one(item, size, checkpoint, seen)
+                checkpoint["index"], done = index + 1, item
+                # Where the next conversation starts is worked out only when it is saved.
+                checkpoint["offset"] = None
                 if time.monotonic() - last_save >= every:
+                    checkpoint["offset"] = conversations.offset_after(done)
                     _save(context, profile, sha256, batch, checkpoint, total)
                     batch, last_save = [], time.monotonic()
     except (LeaseLost, ResumeMismatch):
         raise  # nothing to keep: another attempt owns it, or we start over by counting
     except Exception as exc:
+        if done is not None and checkpoint["offset"] is None:
+            checkpoint["offset"] = conversations.offset_after(done)
         _save_on_failure(context, profile, sha256, batch, checkpoint, total)
         if isinstance(exc, (ijson.JSONError, ExportRejected, EOFError, OSError)):
             raise _damaged(exc) from None
@@ -217,7 +224,7 @@ def _resume_point(checkpoint, sha256) -> dict:
             "unknown": {}}
 
 
-def _read_one(item, size, checkpoint) -> list:
+def _read_one(item, size, checkpoint, seen: set) -> list:
     if size > settings.IMPORTS["MAX_CONVERSATION_BYTES"]:
         if len(checkpoint["skipped"]) < 100:
             checkpoint["skipped"].append({"title": str(item.get("title") or "")[:200],
@@ -227,7 +234,9 @@ def _read_one(item, size, checkpoint) -> list:
     for kind, n in conversation.unknown_content.items():
         checkpoint["unknown"][kind] = checkpoint["unknown"].get(kind, 0) + n
     tally(conversation, checkpoint["stats"])
-    return facts_from(conversation)
+    new = [fact for fact in facts_from(conversation) if fact.fingerprint not in seen]
+    seen.update(fact.fingerprint for fact in new)
+    return new
 
 
 def _save(context, profile, sha256, facts, checkpoint, total) -> None:

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from imports.export_reader import ExportRejected, inspect_upload, iter_raw, normalize
+from imports.export_reader import (Conversations, ExportRejected, ResumeMismatch, inspect_upload,
+                                   iter_raw, normalize)
 from imports.memory import facts_from
 from tests.imports_helpers import as_json, conversation, node, sample_bytes, synthetic, zip_of
 
@@ -68,7 +69,7 @@ def test_a_claude_export_is_recognised_and_read():
 
 def test_synthetic_exports_stream_with_all_content_types():
     raw = synthetic(60)
-    items = [item for item, _, _ in iter_raw(io.BytesIO(raw))]
+    items = [item for item, _ in iter_raw(io.BytesIO(raw))]
     assert len(items) == 60 and len(json.loads(raw)) == 60
     kinds = {m["message"]["content"]["content_type"] for item in items
              for m in item["mapping"].values() if m.get("message")}
@@ -90,20 +91,22 @@ def test_a_zip_holding_something_else_under_the_right_name_is_refused_by_content
 
 def test_exact_offsets_let_a_read_resume_at_any_conversation():
     raw = sample_bytes()
-    listed = list(iter_raw(io.BytesIO(raw)))
-    offsets = [next_offset for _, _, next_offset in listed]
+    conversations = Conversations(io.BytesIO(raw))
+    ids, offsets = [], []
+    for item, _ in conversations:
+        ids.append(item["id"])
+        offsets.append(conversations.offset_after(item))
     assert all(offsets[:-1]) and offsets[-1] is None  # every boundary known; none after the last
-    resumed = [item["id"] for item, _, _ in iter_raw(io.BytesIO(raw), resume_offset=offsets[29])]
-    assert resumed == [item["id"] for item, _, _ in listed[30:]]
+    resumed = [item["id"] for item, _ in Conversations(io.BytesIO(raw), resume_offset=offsets[29])]
+    assert resumed == ids[30:]
 
 
-def test_offsets_stop_when_the_file_is_not_written_like_chatgpt_writes():
+def test_no_offset_when_the_file_is_not_written_like_chatgpt_writes():
     pretty = json.dumps(json.loads(sample_bytes()), indent=2).encode()
-    assert all(offset is None for _, _, offset in iter_raw(io.BytesIO(pretty)))
+    conversations = Conversations(io.BytesIO(pretty))
+    assert all(conversations.offset_after(item) is None for item, _ in conversations)
 
 
 def test_resuming_at_an_offset_that_is_not_a_boundary_is_refused():
-    from imports.export_reader import ResumeMismatch
-
     with pytest.raises(ResumeMismatch):
-        list(iter_raw(io.BytesIO(sample_bytes()), resume_offset=1000))
+        list(Conversations(io.BytesIO(sample_bytes()), resume_offset=1000))
