@@ -196,9 +196,10 @@ class Operation(models.Model):
                             result=result, error_code="", error_message="", error_detail="",
                             finished_at=Now())
 
-    def schedule_retry(self, token, attempt_number: int, error, delay: float) -> bool:
+    def schedule_retry(self, token, attempt_number: int, error, delay: float,
+                       outcome=Outcome.TRANSIENT) -> bool:
         """processing -> retry_scheduled, due `delay` seconds from now (database clock)."""
-        return self._finish(token, attempt_number, Outcome.TRANSIENT, error=error, delay=delay,
+        return self._finish(token, attempt_number, outcome, error=error, delay=delay,
                             status=Status.RETRY_SCHEDULED, next_attempt_at=db_now_plus(delay),
                             next_trigger=Trigger.AUTO, **_error_fields(error))
 

@@ -13,7 +13,7 @@ from django.db import OperationalError, close_old_connections, connection
 from operations import kinds
 from operations.errors import LeaseLost, TimeLimitExceeded, classify
 from operations.lease import holder_id
-from operations.models import Operation, lease_seconds
+from operations.models import Operation, Outcome, lease_seconds
 
 log = logging.getLogger("rebound.runner")
 
@@ -130,14 +130,19 @@ def _settle_failure(operation, context, kind, exc) -> str:
     error = classify(exc)
     policy = kind.policy
     number = context.attempt_number
+    # What the attempt itself came to: ran out of time, or failed transiently or for good.
+    attempt_outcome = (Outcome.TIMED_OUT if isinstance(exc, TimeLimitExceeded)
+                       else Outcome.TRANSIENT if error.transient else Outcome.PERMANENT)
     if error.transient and policy.allows_another(operation.attempt_count):
         delay = policy.delay_after(number, error.retry_after)
         outcome = "retry_scheduled"
-        write = lambda: operation.schedule_retry(context.token, number, error, delay)  # noqa: E731
+        write = lambda: operation.schedule_retry(context.token, number, error, delay,  # noqa: E731
+                                                 outcome=attempt_outcome)
     else:
         delay = None
         outcome = "failed"
-        write = lambda: operation.fail(context.token, number, error)  # noqa: E731
+        write = lambda: operation.fail(context.token, number, error,  # noqa: E731
+                                       outcome=attempt_outcome)
     log.info("operation=%s kind=%s attempt=%s %s code=%s transient=%s delay=%s detail=%r",
              operation.pk, operation.kind, number, outcome, error.code, error.transient,
              f"{delay:.2f}" if delay is not None else "-", error.detail[:300])
