@@ -4,14 +4,15 @@ It answers `POST /v1/chat/completions` deterministically (an interview question 
 feedback on an answer) and misbehaves on request, per route and region:
 
     POST /_faults   {"region": "eu-west", "sequence": [500, 500, 200]}
-    POST /_faults   {"region": "*", "error_rate": 0.3, "statuses": [503], "retry_after": "2"}
+    POST /_faults   {"route": "chat.completions", "error_rate": 0.3, "statuses": [503],
+                     "retry_after": "2"}
     DELETE /_faults
 
 A fault spec may hold: `sequence` (statuses answered in order, then normal answers),
 `error_rate` + `statuses` (random errors), `retry_after` (header on errors), `latency_ms`,
 `timeout` (never answer), `trickle` (send the body a byte at a time), `reset` (drop the
 connection), `invalid_json`, `html`, `redirect` (a 302 to that URL). The region comes from the
-`X-Region` header. Used by `manage.py run` (default provider) and by the tests (a real server).
+`X-Region` header; the route of `/v1/chat/completions` is `chat.completions`. Used by `manage.py run` (default provider) and by the tests (a real server).
 """
 import hashlib
 import json
@@ -48,7 +49,7 @@ def feedback_for(answer: str) -> str:
 
 
 class Faults:
-    """Fault specs by region ("*" for any), and a position in each `sequence`."""
+    """Fault specs by route and region ("*" for any), and a position in each `sequence`."""
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -57,19 +58,20 @@ class Faults:
 
     def set(self, spec: dict) -> None:
         with self.lock:
-            region = spec.pop("region", "*")
-            self.specs[region] = spec
-            self.calls[region] = 0
+            key = f"{spec.pop('route', '*')}@{spec.pop('region', '*')}"
+            self.specs[key] = spec
+            self.calls[key] = 0
 
     def clear(self) -> None:
         with self.lock:
             self.specs.clear()
             self.calls.clear()
 
-    def next_action(self, region: str) -> tuple[dict, int | None]:
+    def next_action(self, route: str, region: str) -> tuple[dict, int | None]:
         """The spec for this call and the status to fail with (None: answer normally)."""
         with self.lock:
-            key = region if region in self.specs else "*"
+            candidates = (f"{route}@{region}", f"{route}@*", f"*@{region}", "*@*")
+            key = next((k for k in candidates if k in self.specs), "*@*")
             spec = self.specs.get(key, {})
             n = self.calls.get(key, 0)
             self.calls[key] = n + 1
@@ -126,7 +128,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(404, {"error": {"message": "not found"}})
         if self.headers.get("Authorization") != f"Bearer {self.server.api_key}":
             return self._json(401, {"error": {"message": "invalid api key"}})
-        spec, status = self.server.faults.next_action(self.headers.get("X-Region", ""))
+        spec, status = self.server.faults.next_action("chat.completions",
+                                                      self.headers.get("X-Region", ""))
         if spec.get("latency_ms"):
             time.sleep(spec["latency_ms"] / 1000)
         if status is not None:

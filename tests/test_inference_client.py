@@ -127,3 +127,10 @@ def test_the_log_line_names_the_outcome_but_not_the_key(ai, caplog, settings):
         raised()
     line = caplog.records[-1].getMessage()
     assert "outcome=ai_unavailable" in line and "test-key" not in line
+
+
+def test_faults_apply_per_route(ai):
+    ai.faults(route="embeddings", sequence=[503])
+    assert call().text  # another route's fault does not touch chat completions
+    ai.faults(route="chat.completions", sequence=[503])
+    assert raised().code == "ai_unavailable"
