@@ -28,8 +28,15 @@ def process_env(**overrides) -> dict:
 @contextmanager
 def cluster(tmp_path, name="cluster", **env):
     """A real `manage.py qcluster` in its own process group; killed on exit."""
-    log = open(tmp_path / f"{name}.log", "w")
-    process = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT,
+    with managed(tmp_path, "qcluster", name, **env) as process:
+        yield process
+
+
+@contextmanager
+def managed(tmp_path, command: str, name: str = "", **env):
+    """A real `manage.py <command>` in its own process group; killed on exit."""
+    log = open(tmp_path / f"{name or command}.log", "w")
+    process = subprocess.Popen([sys.executable, "manage.py", command], cwd=ROOT,
                                env=process_env(**env), stdout=log, stderr=subprocess.STDOUT,
                                start_new_session=True)
     try:
