@@ -21,6 +21,7 @@ USER_MESSAGES = {
     "database_unavailable": "The database was briefly unavailable.",
     "crashed_repeatedly": "The worker running this stopped unexpectedly several times.",
     "worker_lost": "The worker running this stopped unexpectedly.",
+    "worker_stopped": "The worker running this was restarted; it continues shortly.",
     "timed_out": "This took longer than its time limit.",
     "input_missing": "The stored input for this is gone.",
     "internal_error": "Something went wrong on our side.",
@@ -39,6 +40,7 @@ WHAT_TO_DO = {
     "database_unavailable": "Retry.",
     "crashed_repeatedly": "Retry once; if it crashes again, contact support with the reference.",
     "worker_lost": "Retry.",
+    "worker_stopped": "Nothing: it continues by itself.",
     "timed_out": "Retry; it resumes where it stopped.",
     "input_missing": "Upload the file again.",
     "internal_error": "Retry once; if it fails again, contact support with the reference.",
@@ -83,6 +85,10 @@ class PermanentError(OperationError):
 
 class LeaseLost(Exception):
     """The attempt no longer holds the operation's lease; stop without writing anything."""
+
+
+class WorkerStopping(Exception):
+    """The worker was asked to stop (SIGTERM): hand the operation back, it is not a failure."""
 
 
 class TimeLimitExceeded(Exception):

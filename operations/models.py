@@ -248,6 +248,17 @@ class Operation(models.Model):
         return self._finish(token, self.attempt_count, outcome, error=error,
                             delay=0.0 if status != Status.FAILED else None, **fields)
 
+    def release(self, token, attempt_number: int) -> bool:
+        """processing -> retry_scheduled, due now: the worker is shutting down. Not a crash and
+        not a failure, so no budget is spent on it; the next attempt continues the work."""
+        from operations.errors import Classified, user_message
+
+        error = Classified(True, "worker_stopped", user_message("worker_stopped"),
+                           f"{self.lease_holder or 'worker'} stopping (SIGTERM)")
+        return self._finish(token, attempt_number, Outcome.TRANSIENT, error=error, delay=0.0,
+                            status=Status.RETRY_SCHEDULED, next_attempt_at=Now(),
+                            next_trigger=Trigger.RECOVERED, **_error_fields(error))
+
     def release_if_due(self) -> bool:
         """retry_scheduled -> pending once its time has come (database clock); the winner
         among several dispatchers enqueues it."""

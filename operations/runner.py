@@ -4,6 +4,8 @@ The task that django-q2 delivers is a doorway into `run`; `run` always returns n
 delivery is acknowledged and django-q2 never re-runs it on its own.
 """
 import logging
+import os
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -11,7 +13,7 @@ from dataclasses import dataclass, field
 from django.db import OperationalError, close_old_connections, connection
 
 from operations import kinds
-from operations.errors import LeaseLost, TimeLimitExceeded, classify
+from operations.errors import LeaseLost, TimeLimitExceeded, WorkerStopping, classify
 from operations.lease import holder_id
 from operations.models import Operation, Outcome, lease_seconds
 
@@ -47,6 +49,8 @@ class Context:
         Progress alone is written at most once a second; a checkpoint is always written, so a
         handler can save it in the same transaction as the work it covers.
         """
+        if stopping.is_set():
+            raise WorkerStopping()
         if self.elapsed > self.time_limit:
             raise TimeLimitExceeded(f"ran {self.elapsed:.0f}s, limit {self.time_limit:.0f}s")
         now = time.monotonic()
@@ -91,6 +95,29 @@ class LeaseKeeper(threading.Thread):
         self.join(timeout=5)
 
 
+# Set by SIGTERM in a worker process: the running handler stops at its next heartbeat and the
+# operation is handed back (retry_scheduled, due now) instead of being killed mid-way and later
+# counted as a crash.
+stopping = threading.Event()
+
+
+def _catch_sigterm():
+    """While a handler runs, SIGTERM asks it to stop; returns the disposition to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
+
+
+def _restore_sigterm(previous) -> None:
+    """Put SIGTERM back; if one came while the handler ran, act on it now that the operation
+    is settled."""
+    if previous is None:
+        return
+    signal.signal(signal.SIGTERM, previous)
+    if stopping.is_set():
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run(operation_id) -> str:
     """Run one delivery of an operation. Returns what happened, for logs and tests.
     (django-q2's worker has already closed stale database connections before calling it.)"""
@@ -107,23 +134,30 @@ def run(operation_id) -> str:
         # A duplicate delivery (or a cancelled operation): another claim won, nothing to do.
         return "skipped"
     kind = kinds.get(operation.kind)
+    previous_sigterm = _catch_sigterm()
     context = Context(operation, operation.lease_token, attempt.number, kind.policy.time_limit)
     keeper = LeaseKeeper(operation, operation.lease_token, kind.policy.time_limit)
     keeper.start()
     log.info("operation=%s kind=%s attempt=%s trigger=%s started", operation.pk, operation.kind,
              attempt.number, attempt.trigger)
     try:
-        result = kind.handler(context)
-    except LeaseLost:
-        log.warning("operation=%s attempt=%s lost its lease; result discarded", operation.pk,
-                    attempt.number)
-        return "lease_lost"
-    except Exception as exc:  # noqa: BLE001 - every failure is classified and recorded
-        return _settle_failure(operation, context, kind, exc)
+        try:
+            result = kind.handler(context)
+        except LeaseLost:
+            log.warning("operation=%s attempt=%s lost its lease; result discarded", operation.pk,
+                        attempt.number)
+            return "lease_lost"
+        except WorkerStopping:
+            return _write_final(lambda: operation.release(context.token, attempt.number),
+                                operation, attempt.number, "released")
+        except Exception as exc:  # noqa: BLE001 - every failure is classified and recorded
+            return _settle_failure(operation, context, kind, exc)
+        finally:
+            keeper.stop()
+        return _write_final(lambda: operation.complete(context.token, attempt.number, result),
+                            operation, attempt.number, "completed")
     finally:
-        keeper.stop()
-    return _write_final(lambda: operation.complete(context.token, attempt.number, result),
-                        operation, attempt.number, "completed")
+        _restore_sigterm(previous_sigterm)
 
 
 def _settle_failure(operation, context, kind, exc) -> str:

@@ -163,3 +163,13 @@ def test_recover_with_a_stale_token_changes_nothing():
     operation, attempt = claimed()
     assert not operation.recover(uuid.uuid4())
     assert Operation.objects.get(pk=operation.pk).status == Status.PROCESSING
+
+
+def test_release_hands_a_running_operation_back_due_now_without_a_crash():
+    operation, attempt = claimed()
+    assert operation.release(operation.lease_token, attempt.number)
+    operation.refresh_from_db()
+    attempt.refresh_from_db()
+    assert operation.status == Status.RETRY_SCHEDULED and operation.next_attempt_at <= timezone.now()
+    assert operation.next_trigger == Trigger.RECOVERED and operation.error_code == "worker_stopped"
+    assert attempt.outcome == Outcome.TRANSIENT

@@ -77,3 +77,23 @@ def test_lost_host_is_recovered_once_its_lease_expires(user, tmp_path):
     outcomes = list(Operation.objects.get(pk=operation.pk).attempts.values_list(
         "outcome", "trigger"))
     assert outcomes == [(Outcome.CRASHED, Trigger.FIRST), (Outcome.SUCCEEDED, Trigger.RECOVERED)]
+
+
+def test_sigterm_hands_the_operation_back_without_counting_a_crash(user, tmp_path):
+    operation = slow_operation(user)
+    with cluster(tmp_path, name="stopping") as stopping_cluster:
+        wait_for(lambda: status_of(operation) == Status.PROCESSING, 30, what="first attempt")
+        os.killpg(stopping_cluster.pid, signal.SIGTERM)  # a deploy: every process is asked
+        # The worker hands the operation back at its next heartbeat. (django-q2's own
+        # processes do not all exit on a group SIGTERM; the context manager kills the rest.)
+        wait_for(lambda: status_of(operation) == Status.RETRY_SCHEDULED, 10, what="release")
+    operation.refresh_from_db()
+    attempt = operation.attempts.get()
+    assert operation.status == Status.RETRY_SCHEDULED and operation.error_code == "worker_stopped"
+    assert attempt.outcome == Outcome.TRANSIENT and attempt.error_code == "worker_stopped"
+    assert dispatcher.release_due() == 1
+    with cluster(tmp_path, name="after-deploy"):
+        wait_for(lambda: status_of(operation) == Status.COMPLETED, 30, what="completion")
+    outcomes = list(Operation.objects.get(pk=operation.pk).attempts.values_list(
+        "outcome", "trigger"))
+    assert outcomes == [(Outcome.TRANSIENT, Trigger.FIRST), (Outcome.SUCCEEDED, Trigger.RECOVERED)]
