@@ -3,9 +3,7 @@ from collections import Counter
 from django.contrib import admin
 
 from imports.models import MemoryFact, Profile
-from operations.admin import report
-from operations.models import Channel
-from operations.services import RetryRefused, retry_operation
+from operations.admin import retry_as_admin
 
 
 @admin.register(Profile)
@@ -22,20 +20,9 @@ class ProfileAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry failed full pass")
     def retry_failed_full_pass(self, request, queryset):
-        retried, skipped = 0, Counter()
-        for profile in queryset:
-            operation = profile.full_pass
-            if operation is None:
-                skipped["no full pass"] += 1
-                continue
-            try:
-                retry_operation(operation.pk, by=request.user, channel=Channel.ADMIN,
-                                reason=f"admin action by {request.user.get_username()}",
-                                staff=True)
-                retried += 1
-            except RetryRefused as refused:
-                skipped[refused.code.replace("_", " ")] += 1
-        report(self, request, f"Retried {retried}", skipped)
+        full_passes = [profile.full_pass for profile in queryset]
+        skipped = Counter({"no full pass": full_passes.count(None)} if None in full_passes else {})
+        retry_as_admin(self, request, [op for op in full_passes if op is not None], skipped)
 
 
 @admin.register(MemoryFact)

@@ -19,6 +19,20 @@ class AttemptInline(admin.TabularInline):
         return False
 
 
+def retry_as_admin(modeladmin, request, operations, skipped: Counter | None = None) -> None:
+    """The admin's retry: each operation through the one retry service; report how many were
+    retried and, by reason, how many were skipped."""
+    retried, skipped = 0, skipped or Counter()
+    for operation in operations:
+        try:
+            retry_operation(operation.pk, by=request.user, channel=Channel.ADMIN,
+                            reason=f"admin action by {request.user.get_username()}", staff=True)
+            retried += 1
+        except RetryRefused as refused:
+            skipped[refused.code.replace("_", " ")] += 1
+    report(modeladmin, request, f"Retried {retried}", skipped)
+
+
 def report(modeladmin, request, done: str, skipped: Counter) -> None:
     """"Retried 2; skipped 3 (2 not failed, 1 retry limit reached)." """
     total = sum(skipped.values())
@@ -51,16 +65,7 @@ class OperationAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry selected (failed ones only)")
     def retry_selected(self, request, queryset):
-        retried, skipped = 0, Counter()
-        for operation in queryset:
-            try:
-                retry_operation(operation.pk, by=request.user, channel=Channel.ADMIN,
-                                reason=f"admin action by {request.user.get_username()}",
-                                staff=True)
-                retried += 1
-            except RetryRefused as refused:
-                skipped[refused.code.replace("_", " ")] += 1
-        report(self, request, f"Retried {retried}", skipped)
+        retry_as_admin(self, request, queryset)
 
     @admin.action(description="Cancel selected (pending or scheduled only)")
     def cancel_selected(self, request, queryset):

@@ -112,3 +112,13 @@ def ai(inference_service, settings):
 
     yield Service()
     requests.delete(f"{inference_service}/_faults", timeout=5)
+
+
+@pytest.fixture
+def export_storage(settings, tmp_path):
+    """Stored exports go to this test's own folder."""
+    location = tmp_path / "uploads"
+    settings.STORAGES = {**settings.STORAGES, "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(location)}}}
+    return location

@@ -16,10 +16,8 @@ BANNER = "/?part=banner"
 
 
 @pytest.fixture(autouse=True)
-def storage(settings, tmp_path):
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": str(tmp_path / "uploads")}}}
+def storage(export_storage):
+    return export_storage
 
 
 @pytest.fixture

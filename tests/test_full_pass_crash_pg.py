@@ -19,12 +19,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(autouse=True)
-def storage(settings, tmp_path):
-    location = tmp_path / "uploads"
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": str(location)}}}
-    return location
+def storage(export_storage):
+    return export_storage
 
 
 def test_killed_worker_mid_pass_resumes_from_its_checkpoint(user, other_user, tmp_path, storage,

@@ -16,12 +16,10 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def storage(settings, tmp_path):
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": str(tmp_path / "uploads")}}}
+def storage(export_storage, settings):
+    # A checkpoint after every conversation: a failure at k always has one just before it.
     settings.IMPORTS = {**settings.IMPORTS, "CHECKPOINT_SECONDS": 0}
-    return tmp_path / "uploads"
+    return export_storage
 
 
 def upload(user, data, fault=None) -> Profile:

@@ -10,11 +10,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def storage(settings, tmp_path):
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": str(tmp_path / "uploads")}}}
-    return tmp_path / "uploads"
+def storage(export_storage):
+    return export_storage
 
 
 def stored(storage):
