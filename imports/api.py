@@ -10,11 +10,9 @@ from imports.export_reader import ExportRejected, too_large
 from imports.models import Profile
 from imports.passes import accept_upload
 from operations.api.idempotency import respond_once
-from operations.api.problems import problem, refusal
+from operations.api.problems import problem
 from operations.api.serializers import OperationSerializer, ProblemSerializer, RetryRequestSerializer
-from operations.api.views import RetryThrottle
-from operations.models import Channel
-from operations.services import RetryRefused, retry_operation
+from operations.api.views import RetryThrottle, api_retry
 
 PROBLEM = OpenApiResponse(ProblemSerializer)
 
@@ -82,15 +80,6 @@ def retry_full_pass(request):
         profile = Profile.objects.filter(user=request.user).first()
         if profile is None or profile.full_pass is None:
             return problem(404, "not_found", "There is no full pass to retry.")
-        form = RetryRequestSerializer(data=request.data)
-        if not form.is_valid():
-            return problem(400, "reason_too_long", "The reason may be at most 500 characters.",
-                           errors=form.errors)
-        try:
-            child = retry_operation(profile.full_pass.pk, by=request.user, channel=Channel.API,
-                                    reason=form.validated_data["reason"])
-        except RetryRefused as refused:
-            return refusal(refused)
-        return Response(OperationSerializer(child).data, status=status.HTTP_202_ACCEPTED)
+        return api_retry(request, profile.full_pass.pk)
 
     return respond_once(request, handle)

@@ -18,7 +18,6 @@ from imports.memory import aggregate_facts, facts_from, render_memory, tally
 from imports.models import MemoryFact, Profile
 from operations.errors import LeaseLost, PermanentError, TransientError
 from operations.kinds import register
-from operations.models import Status
 from operations.retry_policy import RetryPolicy
 from operations.services import submit
 

@@ -122,3 +122,27 @@ def export_storage(settings, tmp_path):
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": str(location)}}}
     return location
+
+
+@pytest.fixture
+def running_dispatcher():
+    """The dispatcher loop in a thread of the test process, stopped after the test."""
+    import threading
+
+    from django.db import connections
+
+    from operations import dispatcher
+
+    stop = threading.Event()
+
+    def run():
+        try:
+            dispatcher.run_forever(stop=stop)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join(timeout=10)

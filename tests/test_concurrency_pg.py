@@ -76,3 +76,31 @@ def test_many_deliveries_of_many_operations_never_overlap(user):
     in_threads(10, lambda i: [runner.run(op.pk) for op in operations])
     assert Operation.objects.filter(status=Status.COMPLETED).count() == 20
     assert Attempt.objects.count() == 20
+
+
+def test_11_the_api_answers_503_while_the_database_is_away(api):
+    from django.db import connection
+
+    connection.close()
+    saved = dict(connection.settings_dict)
+    connection.settings_dict["PORT"] = "1"  # nothing listens there: as during a restart
+    try:
+        response = api.get("/api/v1/operations/")
+    finally:
+        connection.close()
+        connection.settings_dict.update(saved)
+    assert response.status_code == 503 and response["Retry-After"] == "5"
+    body = response.json()
+    assert body["code"] == "service_unavailable" and "127.0.0.1" not in str(body)
+    assert api.get("/api/v1/operations/").status_code == 200  # and back once it returns
+
+
+def test_several_dispatchers_at_once_release_each_due_retry_once(user, monkeypatch):
+    from operations import delivery, dispatcher
+
+    due = [OperationFactory(owner=user, scheduled=True) for _ in range(40)]
+    enqueued = []
+    monkeypatch.setattr(delivery, "enqueue_now", enqueued.append)
+    in_threads(4, lambda _: dispatcher.release_due())
+    assert sorted(enqueued) == sorted(op.pk for op in due)
+    assert Operation.objects.filter(status=Status.PENDING).count() == 40

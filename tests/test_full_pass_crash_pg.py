@@ -13,7 +13,6 @@ from operations.models import Operation, Outcome, Status, Trigger
 from tests.imports_helpers import synthetic
 from tests.processes import cluster, wait_for
 from tests.test_interviews import run_until_settled
-from tests.test_worker_crash_pg import running_dispatcher  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -24,7 +23,7 @@ def storage(export_storage):
 
 
 def test_killed_worker_mid_pass_resumes_from_its_checkpoint(user, other_user, tmp_path, storage,
-                                                            settings, running_dispatcher):  # noqa: F811
+                                                            settings, running_dispatcher):
     data = synthetic(3000, turn_bytes=60)
     clean = accept_upload(other_user, File(io.BytesIO(data), name="e.json"))
     run_until_settled(clean.quick_pass_operation)

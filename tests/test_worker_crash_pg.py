@@ -1,10 +1,8 @@
 """A real django-q2 cluster is SIGKILLed mid-operation; the engine brings the operation back."""
 import os
 import signal
-import threading
 
 import pytest
-from django.db import connections
 from django.utils import timezone
 
 from operations import dispatcher
@@ -22,23 +20,6 @@ def status_of(operation):
 def slow_operation(user):
     # Attempt 1 sleeps long enough to be killed; the retry finishes at once.
     return submit("diagnostics.sleep", user, {"seconds": 60, "slow_attempts": [1]})
-
-
-@pytest.fixture
-def running_dispatcher():
-    stop = threading.Event()
-
-    def run():
-        try:
-            dispatcher.run_forever(stop=stop)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    yield
-    stop.set()
-    thread.join(timeout=10)
 
 
 def test_killed_worker_process_is_recovered_before_its_lease_expires(user, tmp_path,

@@ -7,7 +7,7 @@ from rest_framework.throttling import UserRateThrottle
 from django.conf import settings
 
 from operations.api.idempotency import respond_once
-from operations.api.problems import refusal
+from operations.api.problems import problem, refusal
 from operations.api.serializers import (OperationDetailSerializer, OperationSerializer,
                                         ProblemSerializer, RetryRequestSerializer)
 from operations.models import Channel, Operation, Status
@@ -16,6 +16,21 @@ from operations.services import RetryRefused, cancel_operation, retry_operation
 PROBLEM = OpenApiResponse(ProblemSerializer)
 IDEMPOTENCY_KEY = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER,
                                    description="Repeat the call safely: the first answer is replayed.")
+
+
+def api_retry(request, operation_id) -> Response:
+    """The API side of manual retry: 202 with the new operation, or the typed refusal."""
+    form = RetryRequestSerializer(data=request.data)
+    if not form.is_valid():
+        too_long = any(e.code == "max_length" for e in form.errors.get("reason", []))
+        return problem(400, "reason_too_long" if too_long else "invalid",
+                       "The reason must be text of at most 500 characters.", errors=form.errors)
+    try:
+        child = retry_operation(operation_id, by=request.user, channel=Channel.API,
+                                reason=form.validated_data["reason"])
+    except RetryRefused as refused:
+        return refusal(refused)
+    return Response(OperationSerializer(child).data, status=status.HTTP_202_ACCEPTED)
 
 
 class RetryThrottle(UserRateThrottle):
@@ -57,20 +72,7 @@ class OperationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     @action(detail=True, methods=["post"], throttle_classes=[RetryThrottle])
     def retry(self, request, pk=None):
         """Retry a failed operation: 202 with the NEW operation, linked to its parent."""
-        return respond_once(request, lambda: self._retry(request, pk))
-
-    def _retry(self, request, pk):
-        form = RetryRequestSerializer(data=request.data)
-        if not form.is_valid():
-            raise RetryRefused("reason_too_long", 400,
-                               "The reason may be at most 500 characters.",
-                               {"errors": form.errors})
-        try:
-            child = retry_operation(pk, by=request.user, channel=Channel.API,
-                                    reason=form.validated_data["reason"])
-        except RetryRefused as refused:
-            return refusal(refused)
-        return Response(OperationSerializer(child).data, status=status.HTTP_202_ACCEPTED)
+        return respond_once(request, lambda: api_retry(request, pk))
 
     @extend_schema(request=None, parameters=[IDEMPOTENCY_KEY],
                    responses={200: OperationSerializer, 404: PROBLEM, 409: PROBLEM})
