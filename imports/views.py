@@ -35,15 +35,22 @@ def _eta_seconds(operation) -> int | None:
     return round(elapsed / done_now * max(operation.progress_total - operation.progress_done, 0))
 
 
-@login_required
-def dashboard(request):
+def render_dashboard(request, upload_error: ExportRejected | None = None):
     profile = Profile.objects.filter(user=request.user).first()
     context = banner_context(profile)
     if request.htmx and request.GET.get("part") == "banner":
         return render(request, "imports/dashboard.html#full-pass-banner", context)
-    context["recent"] = Operation.objects.filter(owner=request.user)[:8]
-    context["max_upload_mb"] = settings.IMPORTS["MAX_UPLOAD_BYTES"] // (1024 * 1024)
-    return render(request, "imports/dashboard.html", context)
+    context.update(recent=Operation.objects.filter(owner=request.user)[:8],
+                   max_upload_mb=settings.IMPORTS["MAX_UPLOAD_BYTES"] // (1024 * 1024),
+                   upload_error=upload_error)
+    return render(request, "imports/dashboard.html", context,
+                  status=upload_error.status if upload_error else 200)
+
+
+@login_required
+def dashboard(request):
+    """The whole page, or (htmx, ?part=banner) just the full-pass banner."""
+    return render_dashboard(request)
 
 
 @login_required
@@ -58,11 +65,7 @@ def upload(request):
             raise ExportRejected("no_file", "Choose your export file first.")
         accept_upload(request.user, file, name=file.name)
     except ExportRejected as refused:
-        profile = Profile.objects.filter(user=request.user).first()
-        context = {**banner_context(profile), "upload_error": refused,
-                   "recent": Operation.objects.filter(owner=request.user)[:8],
-                   "max_upload_mb": settings.IMPORTS["MAX_UPLOAD_BYTES"] // (1024 * 1024)}
-        return render(request, "imports/dashboard.html", context, status=refused.status)
+        return render_dashboard(request, upload_error=refused)
     messages.success(request, "Export received. Building your memory now.")
     return redirect("imports:dashboard")
 

@@ -8,6 +8,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from operations import runner
+from operations.kinds import register
 from operations.models import Attempt, Operation, Status
 from tests.factories import OperationFactory
 
@@ -104,3 +105,55 @@ def test_several_dispatchers_at_once_release_each_due_retry_once(user, monkeypat
     in_threads(4, lambda _: dispatcher.release_due())
     assert sorted(enqueued) == sorted(op.pk for op in due)
     assert Operation.objects.filter(status=Status.PENDING).count() == 40
+
+
+def test_23_page_admin_and_api_retrying_at_once_have_one_winner(user):
+    from django.test import Client
+
+    from tests.factories import UserFactory
+
+    failed = OperationFactory(owner=user, failed=True)
+    staff = UserFactory(username="staff", is_staff=True, is_superuser=True)
+    token = Token.objects.get_or_create(user=user)[0].key
+
+    def act(i):
+        if i == 0:
+            client = Client()
+            client.force_login(user)
+            return client.post(f"/operations/{failed.pk}/retry").status_code
+        if i == 1:
+            client = Client()
+            client.force_login(staff)
+            return client.post("/admin/operations/operation/", {
+                "action": "retry_selected", "_selected_action": [str(failed.pk)]}).status_code
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+        return client.post(f"/api/v1/operations/{failed.pk}/retry", format="json").status_code
+
+    in_threads(3, act)
+    children = Operation.objects.filter(parent=failed)
+    assert children.count() == 1
+    assert children.get().channel in ("web", "admin", "api")
+
+
+@register("tests.connection_cut")
+def connection_cut(context):
+    """Has the database end this worker's connection just before the final write."""
+    import psycopg
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    s = connection.settings_dict
+    with psycopg.connect(host=s["HOST"] or "127.0.0.1", port=s["PORT"] or 5432,
+                         user=s["USER"] or "postgres", dbname=s["NAME"], autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    return {"ok": True}
+
+
+def test_10_a_connection_killed_before_the_final_write_is_retried(user):
+    operation = OperationFactory(owner=user, kind="tests.connection_cut")
+    assert runner.run(operation.pk) == "completed"
+    operation.refresh_from_db()
+    assert operation.status == Status.COMPLETED and operation.attempts.get().outcome == "succeeded"

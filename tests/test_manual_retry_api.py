@@ -107,10 +107,14 @@ def test_reason_of_501_characters_is_400_with_a_field_error_and_nothing_written(
     assert Operation.objects.count() == 1
 
 
-def test_reason_with_markup_and_newlines_is_stored_as_given(api, failed):
+def test_reason_with_markup_and_newlines_is_stored_as_given_and_logged_on_one_line(
+        api, failed, caplog):
     reason = "line one\n<script>alert(1)</script>"
-    body = api.post(retry_url(failed), {"reason": reason}, format="json").json()
+    with caplog.at_level("INFO", logger="rebound.retry"):
+        body = api.post(retry_url(failed), {"reason": reason}, format="json").json()
     assert Operation.objects.get(pk=body["id"]).retry_reason == reason
+    line = caplog.records[-1].getMessage()
+    assert "\n" not in line and "line one\\n<script>" in line
 
 
 def test_input_gone_is_409_input_missing(api, user):

@@ -59,3 +59,19 @@ def test_the_whole_stack_killed_and_restarted_finishes_every_operation(user, tmp
         numbers = list(operation.attempts.values_list("number", flat=True))
         assert numbers == list(range(1, operation.attempt_count + 1))
         assert operation.attempts.filter(outcome__isnull=True).count() == 0
+
+
+def test_14_deliveries_lost_with_redis_are_delivered_again_once(user, tmp_path):
+    client = redis.from_url(REDIS)
+    client.flushdb()
+    env = {"REDIS_URL": REDIS, "REBOUND_REDELIVER_AFTER": "1"}
+    ids = [submit("diagnostics.noop", user, {}).pk for _ in range(5)]
+    Operation.objects.filter(pk__in=ids).update(enqueued_at=timezone.now() - timedelta(minutes=1))
+    with managed(tmp_path, "dispatcher", "dispatcher-before", **env):
+        wait_for(lambda: client.llen("django_q:rebound:q") >= 5, 20,
+                 what="deliveries in Redis")
+    client.flushdb()  # Redis restarted without persistence: the queued deliveries are gone
+    with managed(tmp_path, "qcluster", **env), managed(tmp_path, "dispatcher", **env):
+        wait_for(lambda: Operation.objects.filter(pk__in=ids, status=Status.COMPLETED).count()
+                 == 5, 30, what="all five delivered again")
+    assert Attempt.objects.filter(operation_id__in=ids).count() == 5  # none ran twice
