@@ -115,7 +115,7 @@ def retry_operation(operation_id, *, by, channel: str, reason: str = "",
     try:
         with transaction.atomic():
             child = Operation.objects.create(
-                kind=operation.kind, owner=operation.owner, input=operation.input,
+                kind=operation.kind, owner_id=operation.owner_id, input=operation.input,
                 checkpoint=operation.checkpoint, max_attempts=operation.max_attempts,
                 parent=operation, root=operation.root or operation,
                 retry_number=operation.retry_number + 1, is_retry=True,

@@ -133,13 +133,14 @@ def test_a_damaged_file_found_mid_pass_is_a_permanent_explained_failure(user, st
     assert "damaged part-way" in full_pass.error_message and "/" not in full_pass.error_message
 
 
-def test_oversized_conversations_are_skipped_and_reported(user, settings):
+def test_oversized_conversations_are_skipped_and_reported(user, settings, web):
     settings.IMPORTS = {**settings.IMPORTS, "MAX_CONVERSATION_BYTES": 30_000}
     profile = upload(user, sample_bytes())
     full_pass = run_passes(profile)
     assert full_pass.status == Status.COMPLETED
     assert 0 < len(full_pass.result["skipped"]) < 43
     assert all(entry["bytes"] > 30_000 for entry in full_pass.result["skipped"])
+    assert "too large to read" in web.get("/").content.decode()
 
 
 def test_admin_action_retries_a_failed_full_pass(user, client):
@@ -179,3 +180,16 @@ def test_a_zip_export_resumes_at_its_offset_too(user, other_user):
     full_pass = run_passes(profile)
     assert full_pass.result["resumed_by"] == "offset" and full_pass.result["resumed_from"] == 35
     assert fact_keys(profile) == fact_keys(clean)
+
+
+def test_a_claude_export_imports_end_to_end(user):
+    claude = [{"uuid": f"k{i}", "name": f"Trip {i}", "created_at": f"2024-05-0{i + 1}T10:00:00Z",
+               "chat_messages": [{"sender": "human", "text": "I live in Osaka. I use python."},
+                                 {"sender": "assistant", "text": "Lovely."}]} for i in range(3)]
+    profile = upload(user, json.dumps(claude).encode())
+    full_pass = run_passes(profile)
+    profile.refresh_from_db()
+    assert profile.export_source == "claude" and profile.conversation_count == 3
+    assert profile.message_count == 6 and full_pass.status == Status.COMPLETED
+    assert "- Osaka (from “Trip 0”)" in profile.memory_markdown
+    assert "python (3 conversations)" in profile.memory_markdown
