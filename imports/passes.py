@@ -61,14 +61,16 @@ def accept_upload(user, upload, name: str = "", fault: dict | None = None) -> Pr
     return profile
 
 
-def stored_export_intact(input: dict) -> bool:
+def stored_export_intact(input: dict, *, hash_bytes: bool = True) -> bool:
     """Preflight for a retry: the stored file exists, is the current export, and its bytes
-    still hash to the sha256 recorded at upload."""
+    still hash to the sha256 recorded at upload (each attempt checks all but the hash)."""
     key, sha256 = input.get("storage_key", ""), input.get("sha256", "")
     if not key or not default_storage.exists(key):
         return False
     if not Profile.objects.filter(pk=input.get("profile_id"), export_sha256=sha256).exists():
         return False
+    if not hash_bytes:
+        return True
     digest = hashlib.sha256()
     with default_storage.open(key, "rb") as stored:
         while chunk := stored.read(1024 * 1024):
@@ -77,19 +79,13 @@ def stored_export_intact(input: dict) -> bool:
 
 
 def _profile(context) -> Profile:
-    if not stored_export_intact_quick(context.input):
+    if not stored_export_intact(context.input, hash_bytes=False):
         raise PermanentError("input_missing", "stored export missing or replaced")
     return Profile.objects.get(pk=context.input["profile_id"])
 
 
 def _open(input: dict):
     return open_conversations(input["storage_key"], input["file_type"], input.get("member", ""))
-
-
-def stored_export_intact_quick(input: dict) -> bool:
-    """The cheap part of the preflight, checked at the start of every attempt."""
-    return bool(input.get("storage_key")) and default_storage.exists(input["storage_key"]) and \
-        Profile.objects.filter(pk=input.get("profile_id"), export_sha256=input.get("sha256")).exists()
 
 
 def _damaged(exc) -> PermanentError:

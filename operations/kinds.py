@@ -41,7 +41,3 @@ def get(name: str) -> Kind:
         return _registry[name]
     except KeyError:
         raise LookupError(f"no operation kind named {name!r} is registered") from None
-
-
-def names() -> list[str]:
-    return sorted(_registry)
