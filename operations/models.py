@@ -139,19 +139,16 @@ class Operation(models.Model):
         return min(100, round(100 * self.progress_done / self.progress_total))
 
     def lineage(self) -> list["Operation"]:
-        """Original first, then each manual retry in order."""
-        root = self.root or self
-        chain = [root]
-        while (child := Operation.objects.filter(parent=chain[-1]).first()) is not None:
-            chain.append(child)
-        return chain
+        """Original first, then each manual retry in order (a chain: one child per parent)."""
+        root_id = self.root_id or self.pk
+        return list(Operation.objects.filter(models.Q(pk=root_id) | models.Q(root_id=root_id))
+                    .select_related("triggered_by").order_by("retry_number"))
 
     def latest_in_chain(self) -> "Operation":
         """This operation, or its newest manual retry: the one that speaks for the work now."""
-        current = self
-        while (child := Operation.objects.filter(parent=current).first()) is not None:
-            current = child
-        return current
+        newest = Operation.objects.filter(root_id=self.root_id or self.pk,
+                                          retry_number__gt=self.retry_number)
+        return newest.order_by("-retry_number").first() or self
 
     def _this(self):
         return Operation.objects.filter(pk=self.pk)
