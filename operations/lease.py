@@ -36,3 +36,16 @@ def holder_is_dead(holder: str) -> bool:
     if host != _host() or start == "?":
         return False
     return _start_ticks(pid) != start
+
+
+def holder_pids_on_this_host(holders) -> list[int]:
+    """The process ids of those lease holders that run on this host."""
+    pids = []
+    for holder in holders:
+        try:
+            host, pid, _ = holder.rsplit(":", 2)
+            if host == _host():
+                pids.append(int(pid))
+        except ValueError:
+            continue
+    return pids

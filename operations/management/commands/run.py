@@ -52,7 +52,10 @@ class Command(BaseCommand):
         return {"inference": [*manage, "inference_service", "--port", "8001", "--faults", faults]}
 
     def wait(self, children):
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+        # Ctrl-C, or SIGTERM from a process manager, stops everything; SIGINT is set explicitly
+        # because a shell starting us in the background leaves it ignored.
+        signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGTERM, _interrupt)
         while True:
             for name, child in children.items():
                 if child.poll() is not None:
@@ -61,8 +64,10 @@ class Command(BaseCommand):
             time.sleep(0.5)
 
     def stop(self, children):
-        for child in children.values():
-            if child.poll() is None:
+        for name, child in children.items():
+            if child.poll() is None and name == "workers":
+                stop_cluster(child.pid)
+            elif child.poll() is None:
                 os.killpg(child.pid, signal.SIGTERM)
         deadline = time.monotonic() + 15
         for child in children.values():
@@ -70,3 +75,26 @@ class Command(BaseCommand):
                 child.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
                 os.killpg(child.pid, signal.SIGKILL)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def stop_cluster(main_pid: int) -> None:
+    """Stop a django-q2 cluster without losing work: SIGTERM to its main process stops it
+    gracefully (django-q2 does not exit cleanly when its whole process group is signalled),
+    and SIGTERM to each worker running an operation makes it hand the operation back at its
+    next heartbeat instead of being waited for."""
+    from operations.lease import holder_pids_on_this_host
+    from operations.models import Operation, Status
+
+    os.kill(main_pid, signal.SIGTERM)
+    holders = Operation.objects.filter(status=Status.PROCESSING).values_list("lease_holder",
+                                                                            flat=True)
+    for pid in holder_pids_on_this_host(holders):
+        try:
+            if os.getpgid(pid) == main_pid:  # one of this cluster's workers
+                os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
