@@ -78,3 +78,16 @@ def test_sigterm_hands_the_operation_back_without_counting_a_crash(user, tmp_pat
     outcomes = list(Operation.objects.get(pk=operation.pk).attempts.values_list(
         "outcome", "trigger"))
     assert outcomes == [(Outcome.TRANSIENT, Trigger.FIRST), (Outcome.SUCCEEDED, Trigger.RECOVERED)]
+
+
+def test_stopping_the_run_commands_cluster_exits_promptly_and_hands_work_back(user, tmp_path):
+    from operations.management.commands.run import stop_cluster
+
+    operation = slow_operation(user)
+    with cluster(tmp_path, name="graceful") as process:
+        wait_for(lambda: status_of(operation) == Status.PROCESSING, 30, what="first attempt")
+        stop_cluster(process.pid)
+        process.wait(timeout=20)  # the whole cluster exits by itself, nothing is killed
+    operation.refresh_from_db()
+    assert operation.status == Status.RETRY_SCHEDULED and operation.error_code == "worker_stopped"
+    assert operation.attempts.get().outcome == Outcome.TRANSIENT
