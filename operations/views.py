@@ -54,15 +54,17 @@ def operation_list(request):
     return render(request, "operations/list.html", {"operations": operations})
 
 
+def page_context(operation: Operation) -> dict:
+    return {**panel_context(operation), "lineage": operation.lineage(),
+            "attempts": operation.attempts.all()}
+
+
 @login_required
 def operation_detail(request, operation_id):
+    """The operation page; for htmx (its polling while not finished) just its content."""
     operation = _own_operation(request, operation_id)
-    context = panel_context(operation)
-    if request.htmx:
-        return render(request, "operations/detail.html#status-panel", context)
-    context["lineage"] = operation.lineage()
-    context["attempts"] = operation.attempts.all()
-    return render(request, "operations/detail.html", context)
+    template = "operations/detail.html#operation" if request.htmx else "operations/detail.html"
+    return render(request, template, page_context(operation))
 
 
 def retry_from_page(request, operation_id, *, render_panel, redirect_to):
@@ -93,7 +95,7 @@ def operation_retry(request, operation_id):
     """The Retry button on the operation page."""
 
     def render_panel(operation):
-        response = render(request, "operations/detail.html#status-panel", panel_context(operation))
+        response = render(request, "operations/detail.html#operation", page_context(operation))
         response["HX-Push-Url"] = operation.get_absolute_url()
         return response
 

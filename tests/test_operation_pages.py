@@ -19,11 +19,11 @@ def test_failed_operation_page_shows_what_happened_and_a_retry_button(web, user)
     assert "10.0.0.7" not in page  # the server-side detail names a host
 
 
-def test_htmx_request_gets_only_the_status_panel(web, user):
+def test_htmx_request_gets_only_the_operation_content(web, user):
     operation = OperationFactory(owner=user, status=Status.PROCESSING, progress_done=3,
                                  progress_total=12)
     panel = web.get(operation.get_absolute_url(), **HTMX).content.decode()
-    assert panel.lstrip().startswith('<section id="status-panel"')
+    assert panel.lstrip().startswith('<div id="operation"') and "Attempts" in panel
     assert "<html" not in panel and "3 / 12" in panel
     assert 'hx-trigger="every 1s"' in panel
 
