@@ -9,10 +9,11 @@ import time
 
 from django.conf import settings
 from django.db import OperationalError, close_old_connections
+from django.db.models import Q
 from django.db.models.functions import Now
 
 from operations import delivery
-from operations.lease import holder_is_dead
+from operations.lease import holder_is_dead, this_host
 from operations.models import Operation, Status, db_now_plus
 
 log = logging.getLogger("rebound.dispatcher")
@@ -33,13 +34,13 @@ def release_due() -> int:
 def recover_lost() -> int:
     """processing operations whose lease expired, or whose holder process on this host has
     died: record the attempt as crashed (or timed out) and schedule or fail them."""
-    processing = Operation.objects.filter(status=Status.PROCESSING).only(
-        "pk", "kind", "lease_token", "lease_holder", "lease_expires_at", "attempt_count",
-        "started_at")
-    expired = set(processing.filter(lease_expires_at__lt=Now()).values_list("pk", flat=True)[:BATCH])
+    candidates = Operation.objects.filter(
+        Q(lease_expires_at__lt=Now()) | Q(lease_holder__startswith=f"{this_host()}:"),
+        status=Status.PROCESSING).only(
+        "pk", "kind", "lease_token", "lease_holder", "lease_expires_at", "attempt_count")
     recovered = 0
-    for operation in processing[: BATCH * 5]:
-        if operation.pk not in expired and not holder_is_dead(operation.lease_holder):
+    for operation in candidates.annotate(expired=Q(lease_expires_at__lt=Now()))[:BATCH]:
+        if not operation.expired and not holder_is_dead(operation.lease_holder):
             continue
         timed_out = _ran_past_limit(operation)
         if operation.recover(operation.lease_token, timed_out=timed_out):
@@ -89,5 +90,8 @@ def run_forever(tick: float | None = None, sweep_every: float = 0.5, stop=None) 
             # The database is away (restart, failover): wait and reconnect, never exit.
             log.warning("database unavailable; dispatcher retrying")
             close_old_connections()
+            time.sleep(1)
+        except Exception:  # noqa: BLE001 - one bad row must not stop every retry
+            log.exception("dispatcher pass failed; continuing")
             time.sleep(1)
         time.sleep(tick)

@@ -36,6 +36,20 @@ def register(name: str, *, policy: RetryPolicy | None = None, label: str = "",
     return decorate
 
 
+def _unregistered(context):
+    from operations.errors import PermanentError
+
+    raise PermanentError("internal_error",
+                         f"no operation kind named {context.operation.kind!r} is registered")
+
+
+def find(name: str) -> Kind:
+    """The registered kind, or a stand-in for one removed from the code while operations of
+    it still exist: it shows the name, fails permanently when run, and cannot be retried."""
+    return _registry.get(name) or Kind(name=name, handler=_unregistered,
+                                       input_available=lambda input: False)
+
+
 def get(name: str) -> Kind:
     try:
         return _registry[name]

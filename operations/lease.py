@@ -16,14 +16,14 @@ def _start_ticks(pid: int) -> str:
 
 
 @lru_cache(maxsize=1)
-def _host() -> str:
+def this_host() -> str:
     return socket.gethostname()
 
 
 def holder_id() -> str:
     """This process as a lease holder: "host:pid:start"."""
     pid = os.getpid()
-    return f"{_host()}:{pid}:{_start_ticks(pid)}"
+    return f"{this_host()}:{pid}:{_start_ticks(pid)}"
 
 
 def holder_is_dead(holder: str) -> bool:
@@ -33,7 +33,7 @@ def holder_is_dead(holder: str) -> bool:
         pid = int(pid)
     except ValueError:
         return False
-    if host != _host() or start == "?":
+    if host != this_host() or start == "?":
         return False
     return _start_ticks(pid) != start
 
@@ -44,7 +44,7 @@ def holder_pids_on_this_host(holders) -> list[int]:
     for holder in holders:
         try:
             host, pid, _ = holder.rsplit(":", 2)
-            if host == _host():
+            if host == this_host():
                 pids.append(int(pid))
         except ValueError:
             continue

@@ -121,7 +121,7 @@ class Operation(models.Model):
 
     @property
     def kind_spec(self) -> kinds.Kind:
-        return kinds.get(self.kind)
+        return kinds.find(self.kind)
 
     @property
     def is_terminal(self) -> bool:

@@ -133,7 +133,7 @@ def run(operation_id) -> str:
     if attempt is None:
         # A duplicate delivery (or a cancelled operation): another claim won, nothing to do.
         return "skipped"
-    kind = kinds.get(operation.kind)
+    kind = kinds.find(operation.kind)
     previous_sigterm = _catch_sigterm()
     context = Context(operation, operation.lease_token, attempt.number, kind.policy.time_limit)
     keeper = LeaseKeeper(operation, operation.lease_token, kind.policy.time_limit)

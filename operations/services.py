@@ -90,11 +90,7 @@ def already_retried(child) -> RetryRefused:
 
 
 def _input_available(operation) -> bool:
-    try:
-        spec = kinds.get(operation.kind)
-    except LookupError:
-        return False
-    return bool(spec.input_available(operation.input))
+    return bool(operation.kind_spec.input_available(operation.input))
 
 
 def retry_operation(operation_id, *, by, channel: str, reason: str = "",

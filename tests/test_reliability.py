@@ -164,3 +164,43 @@ def test_12_sqlite_with_many_writers_never_says_database_is_locked(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {"errors": [], "completed": 6 * 40}
+
+
+def test_an_operation_of_a_kind_no_longer_in_the_code_fails_cleanly(web, user):
+    operation = OperationFactory(owner=user, kind="removed.kind")
+    assert runner.run(operation.pk) == "failed"
+    operation.refresh_from_db()
+    assert operation.error_code == "internal_error" and "removed.kind" in operation.error_detail
+    page = web.get(operation.get_absolute_url())
+    assert page.status_code == 200 and "removed.kind" in page.content.decode()
+    assert "the stored input for this is gone" in page.content.decode().lower()
+
+
+def claimed_by(holder, user):
+    operation = OperationFactory(owner=user)
+    operation.claim(holder)
+    return operation
+
+
+def test_the_sweep_recovers_an_expired_lease(user):
+    operation = claimed_by("far-away-host:1:1", user)
+    Operation.objects.filter(pk=operation.pk).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert dispatcher.recover_lost() == 1
+    assert Operation.objects.get(pk=operation.pk).status == Status.RETRY_SCHEDULED
+
+
+def test_the_sweep_recovers_at_once_when_the_holder_on_this_host_is_gone(user):
+    from operations.lease import this_host
+
+    operation = claimed_by(f"{this_host()}:999999999:12345", user)  # no such process
+    assert dispatcher.recover_lost() == 1
+    assert Operation.objects.get(pk=operation.pk).attempts.get().outcome == Outcome.CRASHED
+
+
+def test_the_sweep_leaves_a_live_holder_alone(user):
+    from operations.lease import holder_id
+
+    claimed_by(holder_id(), user)  # this very process, lease fresh
+    claimed_by("far-away-host:1:1", user)  # another host, lease fresh
+    assert dispatcher.recover_lost() == 0
