@@ -17,6 +17,13 @@ def status_of(operation):
     return Operation.objects.get(pk=operation.pk).status
 
 
+def finish_in_new_cluster(operation, tmp_path) -> list[tuple[str, str]]:
+    """Start a fresh cluster, let it complete the operation; its attempts' (outcome, trigger)."""
+    with cluster(tmp_path, name="fresh"):
+        wait_for(lambda: status_of(operation) == Status.COMPLETED, 30, what="completion")
+    return list(Operation.objects.get(pk=operation.pk).attempts.values_list("outcome", "trigger"))
+
+
 def slow_operation(user):
     # Attempt 1 sleeps long enough to be killed; the retry finishes at once.
     return submit("diagnostics.sleep", user, {"seconds": 60, "slow_attempts": [1]})
@@ -53,11 +60,8 @@ def test_lost_host_is_recovered_once_its_lease_expires(user, tmp_path):
         lease_expires_at=timezone.now() - timezone.timedelta(seconds=1))
     assert dispatcher.sweep()["recovered"] == 1
     assert dispatcher.release_due() == 1
-    with cluster(tmp_path, name="second"):
-        wait_for(lambda: status_of(operation) == Status.COMPLETED, 30, what="completion")
-    outcomes = list(Operation.objects.get(pk=operation.pk).attempts.values_list(
-        "outcome", "trigger"))
-    assert outcomes == [(Outcome.CRASHED, Trigger.FIRST), (Outcome.SUCCEEDED, Trigger.RECOVERED)]
+    assert finish_in_new_cluster(operation, tmp_path) == [
+        (Outcome.CRASHED, Trigger.FIRST), (Outcome.SUCCEEDED, Trigger.RECOVERED)]
 
 
 def test_sigterm_hands_the_operation_back_without_counting_a_crash(user, tmp_path):
@@ -73,11 +77,8 @@ def test_sigterm_hands_the_operation_back_without_counting_a_crash(user, tmp_pat
     assert operation.status == Status.RETRY_SCHEDULED and operation.error_code == "worker_stopped"
     assert attempt.outcome == Outcome.TRANSIENT and attempt.error_code == "worker_stopped"
     assert dispatcher.release_due() == 1
-    with cluster(tmp_path, name="after-deploy"):
-        wait_for(lambda: status_of(operation) == Status.COMPLETED, 30, what="completion")
-    outcomes = list(Operation.objects.get(pk=operation.pk).attempts.values_list(
-        "outcome", "trigger"))
-    assert outcomes == [(Outcome.TRANSIENT, Trigger.FIRST), (Outcome.SUCCEEDED, Trigger.RECOVERED)]
+    assert finish_in_new_cluster(operation, tmp_path) == [
+        (Outcome.TRANSIENT, Trigger.FIRST), (Outcome.SUCCEEDED, Trigger.RECOVERED)]
 
 
 def test_stopping_the_run_commands_cluster_exits_promptly_and_hands_work_back(user, tmp_path):
