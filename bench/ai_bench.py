@@ -36,7 +36,7 @@ def measure(n: int, error_rate: float) -> dict:
     call_command("migrate", verbosity=0)
     from django.contrib.auth import get_user_model
 
-    from operations.interviews import start_session
+    from interviews.services import start_session
     from operations.models import TERMINAL, Attempt, Operation
 
     env = {**os.environ}

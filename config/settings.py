@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "django_q",
     "operations",
     "imports",
+    "interviews",
 ]
 
 MIDDLEWARE = [
@@ -171,6 +172,8 @@ REBOUND = {
     "DISPATCH_TICK_SECONDS": env_float("REBOUND_DISPATCH_TICK", 0.05, minimum=0.01),
     "RETRY_AFTER_CAP_SECONDS": env_float("REBOUND_RETRY_AFTER_CAP", 300.0, minimum=1.0),
     "RETRY_THROTTLE": env_str("REBOUND_RETRY_THROTTLE", "30/min"),
+    # The port `manage.py run` serves the web app on.
+    "WEB_PORT": env_int("PORT", 8000, minimum=1),
 }
 
 LOGGING = {

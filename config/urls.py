@@ -6,7 +6,7 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("imports.urls")),
     path("operations/", include("operations.urls")),
-    path("interviews/", include("operations.interview_urls")),
+    path("interviews/", include("interviews.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

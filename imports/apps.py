@@ -6,4 +6,7 @@ class ImportsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from imports import passes  # noqa: F401  (register the pass kinds)
+        from imports import demo, passes  # noqa: F401  (passes registers the pass kinds)
+        from operations import demo as demo_data
+
+        demo_data.register(demo.seed)

@@ -326,7 +326,3 @@ class IdempotencyRecord(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "key"], name="one_answer_per_key")]
-
-
-# The workloads' own rows live in their modules; importing them here registers them.
-from operations.interviews import InterviewSession, InterviewTurn  # noqa: E402, F401

@@ -31,3 +31,9 @@ class RetryPolicy:
 
     def allows_another(self, attempts_made: int) -> bool:
         return attempts_made < self.max_attempts
+
+
+# Calls to an AI provider: the first try and 3 automatic retries, at 1 s, 2 s and 4 s plus
+# jitter (never sooner than a Retry-After); only transient errors are retried.
+AI_CALLS = RetryPolicy(max_attempts=4, base_delay=1.0, factor=2.0, max_delay=30.0,
+                       time_limit=120.0)

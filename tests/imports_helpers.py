@@ -8,7 +8,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from bench.export_generator import write_export
 
-SAMPLE = (Path(__file__).resolve().parent.parent / "imports" / "demo"
+SAMPLE = (Path(__file__).resolve().parent.parent / "imports" / "sample"
           / "chatgpt_real_2023-06_pkuppens_subset.conversations.json")
 
 

@@ -7,7 +7,8 @@ import pytest
 from django.utils import timezone
 
 from operations import dispatcher, runner
-from operations.interviews import InterviewTurn, answer_question, start_session
+from interviews.models import InterviewTurn
+from interviews.services import answer_question, start_session
 from operations.models import Operation, Outcome, Status, Trigger
 
 pytestmark = pytest.mark.django_db
@@ -63,10 +64,15 @@ def test_500_500_then_200_completes_on_the_third_try(ai, session):
     assert InterviewTurn.objects.get(session=session).question
 
 
-def test_503_forever_fails_with_ai_service_unavailable_and_a_retry_button(ai, web, session):
+def test_503_forever_fails_after_exactly_4_attempts_at_1_2_4_s_with_a_retry_button(ai, web,
+                                                                                   session):
     ai.faults(region="eu-west", sequence=[503] * 10)
     operation = run_until_settled(question_op(session))
-    assert operation.status == Status.FAILED and operation.attempts.count() == 3
+    assert operation.status == Status.FAILED and operation.attempts.count() == 4
+    delays = [a.delay_seconds for a in operation.attempts.order_by("number")]
+    assert delays[3] is None  # no fifth try
+    for delay, base in zip(delays, (1, 2, 4)):
+        assert base <= delay <= base * 1.2  # backoff plus at most 20 % jitter
     assert operation.error_message.startswith("AI service unavailable")
     page = web.get(session.get_absolute_url()).content.decode()
     assert "AI service unavailable" in page and "What to do:" in page
@@ -92,7 +98,7 @@ def test_400_fails_at_once_without_automatic_retry(ai, session):
 
 
 def test_retry_from_the_session_page_starts_a_linked_operation_and_finishes(ai, web, session):
-    ai.faults(region="eu-west", sequence=[503, 503, 503])
+    ai.faults(region="eu-west", sequence=[503] * 4)
     failed = run_until_settled(question_op(session))
     turn = InterviewTurn.objects.get(session=session)
     response = web.post(f"/interviews/{session.pk}/turns/{turn.pk}/retry/{failed.pk}",
@@ -108,7 +114,7 @@ def test_retry_from_the_session_page_starts_a_linked_operation_and_finishes(ai, 
 
 
 def test_retry_from_the_api_returns_the_new_operation(ai, api, session):
-    ai.faults(region="eu-west", sequence=[503, 503, 503])
+    ai.faults(region="eu-west", sequence=[503] * 4)
     failed = run_until_settled(question_op(session))
     body = api.post(f"/api/v1/operations/{failed.pk}/retry", format="json").json()
     assert body["parent_operation_id"] == str(failed.pk) and body["retry_count"] == 1
@@ -116,7 +122,7 @@ def test_retry_from_the_api_returns_the_new_operation(ai, api, session):
 
 
 def test_the_operation_page_shows_the_chain_and_every_attempt(ai, web, session):
-    ai.faults(region="eu-west", sequence=[503, 503, 503, 500, 200])
+    ai.faults(region="eu-west", sequence=[503, 503, 503, 503, 500, 200])
     failed = run_until_settled(question_op(session))
     child_id = web.post(f"{failed.get_absolute_url()}retry", {"reason": "again"})["Location"]
     child = Operation.objects.get(parent=failed)

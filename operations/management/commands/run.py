@@ -11,14 +11,13 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from config.env import env_int
 
 
 class Command(BaseCommand):
     help = "Run Rebound: web server, workers, dispatcher, with a demo user."
 
     def add_arguments(self, parser):
-        parser.add_argument("--port", type=int, default=env_int("PORT", 8000, minimum=1))
+        parser.add_argument("--port", type=int, default=settings.REBOUND["WEB_PORT"])
 
     def handle(self, *args, **options):
         call_command("migrate", interactive=False, verbosity=0)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from operations import interview_views as views
+from interviews import views
 
 app_name = "interviews"
 urlpatterns = [

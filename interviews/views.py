@@ -5,8 +5,8 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from operations.interviews import (InterviewSession, InterviewTurn, answer_question,
-                                   ask_next_question, start_session)
+from interviews.models import InterviewSession, InterviewTurn
+from interviews.services import answer_question, ask_next_question, start_session
 from operations.views import retry_from_page
 
 
