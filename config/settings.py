@@ -1,4 +1,5 @@
 """Rebound settings. Every environment variable is read once, here, through config.env."""
+from email.utils import getaddresses
 from pathlib import Path
 
 import dj_database_url
@@ -59,6 +60,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "operations.context_processors.notifications",
             ],
         },
     },
@@ -172,9 +174,27 @@ REBOUND = {
     "DISPATCH_TICK_SECONDS": env_float("REBOUND_DISPATCH_TICK", 0.05, minimum=0.01),
     "RETRY_AFTER_CAP_SECONDS": env_float("REBOUND_RETRY_AFTER_CAP", 300.0, minimum=1.0),
     "RETRY_THROTTLE": env_str("REBOUND_RETRY_THROTTLE", "30/min"),
+    # At most one email digest per owner, and one staff alert per kind, in this many seconds.
+    "NOTIFY_EVERY_SECONDS": env_float("REBOUND_NOTIFY_EVERY", 600.0, minimum=1.0),
+    # Children of a bulk retry start at most this many per second.
+    "BULK_RETRY_RATE": env_float("REBOUND_BULK_RETRY_RATE", 5.0, minimum=0.01),
+    # Bearer token that may read /metrics (staff sessions always may); empty: staff only.
+    "METRICS_TOKEN": env_str("REBOUND_METRICS_TOKEN", ""),
     # The port `manage.py run` serves the web app on.
     "WEB_PORT": env_int("PORT", 8000, minimum=1),
 }
+
+# Mail: the console by default (emails are printed); SMTP by setting EMAIL_BACKEND and the
+# EMAIL_* variables. ADMINS ("Name <a@b>, ...") get the staff alerts.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Rebound <rebound@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+ADMINS = [getaddresses([entry])[0] for entry in env_list("ADMINS", [])]
 
 LOGGING = {
     "version": 1,

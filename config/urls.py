@@ -3,9 +3,14 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from operations import prometheus
+from operations.urls import notification_patterns
+
 urlpatterns = [
     path("", include("imports.urls")),
     path("operations/", include("operations.urls")),
+    path("notifications/", include(notification_patterns)),
+    path("metrics", prometheus.scrape, name="metrics"),
     path("interviews/", include("interviews.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

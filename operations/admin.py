@@ -1,10 +1,11 @@
 from collections import Counter
 
 from django.contrib import admin, messages
+from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 
-from operations.models import Attempt, Channel, Operation
-from operations.services import RetryRefused, retry_operation
+from operations.models import Attempt, Channel, Notification, Operation, Status
+from operations.services import MAX_REASON_LENGTH, RetryRefused, retry_failed
 
 
 class AttemptInline(admin.TabularInline):
@@ -19,26 +20,53 @@ class AttemptInline(admin.TabularInline):
         return False
 
 
-def retry_as_admin(modeladmin, request, operations, skipped: Counter | None = None) -> None:
-    """The admin's retry: each operation through the one retry service; report how many were
-    retried and, by reason, how many were skipped."""
-    retried, skipped = 0, skipped or Counter()
-    for operation in operations:
-        try:
-            retry_operation(operation.pk, by=request.user, channel=Channel.ADMIN,
-                            reason=f"admin action by {request.user.get_username()}", staff=True)
-            retried += 1
-        except RetryRefused as refused:
-            skipped[refused.code.replace("_", " ")] += 1
-    report(modeladmin, request, f"Retried {retried}", skipped)
+def retry_as_admin(modeladmin, request, operations, skipped: Counter | None = None,
+                   reason: str = "") -> dict | None:
+    """The admin's retry: the one bulk retry service (staggered children), then a message
+    with how many were retried and, by reason, how many were skipped."""
+    try:
+        report = retry_failed(operations, by=request.user, channel=Channel.ADMIN, staff=True,
+                              reason=reason or f"admin action by {request.user.get_username()}")
+    except RetryRefused as refused:
+        modeladmin.message_user(request, refused.message, messages.ERROR)
+        return None
+    skipped = Counter(skipped or {})
+    skipped.update({code.replace("_", " "): n for code, n in report["skipped"].items() if n})
+    report_message(modeladmin, request, f"Retried {len(report['retried'])}", skipped)
+    return report
 
 
-def report(modeladmin, request, done: str, skipped: Counter) -> None:
+def report_message(modeladmin, request, done: str, skipped: Counter) -> None:
     """"Retried 2; skipped 3 (2 not failed, 1 retry limit reached)." """
     total = sum(skipped.values())
     reasons = ", ".join(f"{count} {reason}" for reason, count in skipped.most_common())
     modeladmin.message_user(request, f"{done}; skipped {total}" + (f" ({reasons})." if total else "."),
                             messages.WARNING if total else messages.SUCCESS)
+
+
+def preview_bulk_retry(modeladmin, request, operations, *, action: str, title: str,
+                       extra_skipped: Counter | None = None):
+    """The page an admin sees before a bulk retry: what would be retried, counted by kind and
+    error, and what would be skipped and why. Its form posts the same action back, confirmed."""
+    operations = list(operations)
+    report = retry_failed(operations, by=request.user, channel=Channel.ADMIN, staff=True,
+                          dry_run=True)
+    by_kind = Counter((op.kind, op.error_code or "—") for op in operations
+                      if op.status == Status.FAILED)
+    skipped = Counter(extra_skipped or {})
+    skipped.update({code.replace("_", " "): n for code, n in report["skipped"].items() if n})
+    return TemplateResponse(request, "admin/operations/bulk_retry_preview.html", {
+        **modeladmin.admin_site.each_context(request),
+        "title": title, "opts": modeladmin.model._meta, "action": action,
+        "report": report, "by_kind": sorted(by_kind.items()), "skipped": skipped.most_common(),
+        "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+        "select_across": request.POST.get("select_across", "0"),
+        "max_reason": MAX_REASON_LENGTH,
+    })
+
+
+def confirmed(request) -> bool:
+    return request.POST.get("confirm") == "yes"
 
 
 @admin.register(Operation)
@@ -49,7 +77,7 @@ class OperationAdmin(admin.ModelAdmin):
     search_fields = ["id", "owner__username", "error_code"]
     date_hierarchy = "created_at"
     inlines = [AttemptInline]
-    actions = ["retry_selected", "cancel_selected"]
+    actions = ["retry_selected", "retry_all_failed", "cancel_selected"]
     readonly_fields = [f.name for f in Operation._meta.fields] + ["lineage_links"]
     list_select_related = ["owner"]
 
@@ -65,7 +93,16 @@ class OperationAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry selected (failed ones only)")
     def retry_selected(self, request, queryset):
-        retry_as_admin(self, request, queryset)
+        retry_as_admin(self, request, queryset.order_by("created_at"))
+
+    @admin.action(description="Retry all failed (preview first)")
+    def retry_all_failed(self, request, queryset):
+        operations = queryset.order_by("created_at")
+        if confirmed(request):
+            retry_as_admin(self, request, operations, reason=request.POST.get("reason", ""))
+            return None
+        return preview_bulk_retry(self, request, operations, action="retry_all_failed",
+                                  title="Retry all failed operations?")
 
     @admin.action(description="Cancel selected (pending or scheduled only)")
     def cancel_selected(self, request, queryset):
@@ -75,4 +112,15 @@ class OperationAdmin(admin.ModelAdmin):
                 cancelled += 1
             else:
                 skipped[f"already {operation.status}"] += 1
-        report(self, request, f"Cancelled {cancelled}", skipped)
+        report_message(self, request, f"Cancelled {cancelled}", skipped)
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "owner", "event", "kind", "message", "read_at", "emailed_at"]
+    list_filter = ["event", "kind"]
+    search_fields = ["owner__username", "message"]
+    readonly_fields = [f.name for f in Notification._meta.fields]
+
+    def has_add_permission(self, request):
+        return False

@@ -12,7 +12,7 @@ from django.db import OperationalError, close_old_connections
 from django.db.models import Q
 from django.db.models.functions import Now
 
-from operations import delivery
+from operations import delivery, followups, notifications
 from operations.lease import holder_is_dead, this_host
 from operations.models import Operation, Status, db_now_plus
 
@@ -46,6 +46,7 @@ def recover_lost() -> int:
         if operation.recover(operation.lease_token, timed_out=timed_out):
             log.warning("operation=%s recovered from %s (%s)", operation.pk,
                         operation.lease_holder or "?", "timed out" if timed_out else "crashed")
+            followups.run(operation.pk)  # a no-op unless the recovery failed it for good
             recovered += 1
     return recovered
 
@@ -72,20 +73,27 @@ def redeliver_lost() -> int:
 def sweep() -> dict:
     """One full pass of the dispatcher's duties."""
     return {"released": release_due(), "recovered": recover_lost(),
-            "redelivered": redeliver_lost()}
+            "redelivered": redeliver_lost(), "followups": followups.run_due(),
+            "notified": sum(notifications.deliver_due().values())}
 
 
-def run_forever(tick: float | None = None, sweep_every: float = 0.5, stop=None) -> None:
-    """Release due retries every tick; recover and re-deliver every `sweep_every` seconds."""
+def run_forever(tick: float | None = None, sweep_every: float = 0.5, notify_every: float = 5.0,
+                stop=None) -> None:
+    """Release due retries every tick; recover, re-deliver and run left-over follow-ups every
+    `sweep_every` seconds; send due notification digests and alerts every `notify_every`."""
     tick = tick or settings.REBOUND["DISPATCH_TICK_SECONDS"]
-    last_sweep = 0.0
+    last_sweep = last_notify = 0.0
     while stop is None or not stop.is_set():
         try:
             release_due()
             if time.monotonic() - last_sweep >= sweep_every:
                 recover_lost()
                 redeliver_lost()
+                followups.run_due()
                 last_sweep = time.monotonic()
+            if time.monotonic() - last_notify >= notify_every:
+                notifications.deliver_due()
+                last_notify = time.monotonic()
         except OperationalError:
             # The database is away (restart, failover): wait and reconnect, never exit.
             log.warning("database unavailable; dispatcher retrying")

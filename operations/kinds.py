@@ -7,6 +7,16 @@ from operations.retry_policy import RetryPolicy
 
 
 @dataclass(frozen=True)
+class Completion:
+    """What a handler may return instead of a bare result: `write()` runs in the transaction
+    of the fenced completion, so the handler's output exists exactly when the operation
+    completed, and a zombie or a duplicate delivery writes nothing."""
+
+    result: Any
+    write: Callable[[], None]
+
+
+@dataclass(frozen=True)
 class Kind:
     name: str
     handler: Callable[..., Any]
@@ -14,6 +24,9 @@ class Kind:
     # Preflight for manual retry: is the stored input still there and unchanged?
     input_available: Callable[[dict], bool] = lambda input: True
     label: str = ""
+    # Continuations: run once, after the final state is committed, with the operation.
+    on_success: Callable[[Any], None] | None = None
+    on_failure: Callable[[Any], None] | None = None
 
     @property
     def title(self) -> str:
@@ -24,12 +37,18 @@ _registry: dict[str, Kind] = {}
 
 
 def register(name: str, *, policy: RetryPolicy | None = None, label: str = "",
-             input_available: Callable[[dict], bool] | None = None):
-    """Decorator: `@register("imports.full_pass", policy=RetryPolicy(max_attempts=5))`."""
+             input_available: Callable[[dict], bool] | None = None,
+             on_success: Callable | None = None, on_failure: Callable | None = None):
+    """Decorator: `@register("imports.full_pass", policy=RetryPolicy(max_attempts=5))`.
+
+    `on_success(operation)` / `on_failure(operation)` run once after the operation completed
+    or failed for good, in a transaction of their own; a step they start should be submitted
+    with a `dedupe_key`, so it exists once however often it is asked for."""
 
     def decorate(handler):
         kind = Kind(name=name, handler=handler, policy=policy or RetryPolicy(), label=label,
-                    input_available=input_available or (lambda input: True))
+                    input_available=input_available or (lambda input: True),
+                    on_success=on_success, on_failure=on_failure)
         _registry[name] = kind
         return handler
 

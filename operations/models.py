@@ -85,6 +85,12 @@ class Operation(models.Model):
     lease_token = models.UUIDField(null=True, blank=True)
     lease_holder = models.CharField(max_length=200, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # A workload's name for "this step of this item": submitting the same key again returns
+    # the operation that exists (two racing completions start the next step once).
+    dedupe_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    # Set in the same UPDATE as a final status that has follow-ups (continuations,
+    # notifications); cleared in the transaction that runs them, so they run once.
+    followup_due = models.BooleanField(default=False)
 
     # Lineage: a manual retry is a new operation; the unique parent link allows one child.
     parent = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT,
@@ -109,6 +115,9 @@ class Operation(models.Model):
             models.Index(fields=["status", "next_attempt_at"]),
             models.Index(fields=["status", "lease_expires_at"]),
             models.Index(fields=["owner", "-created_at"]),
+            models.Index(fields=["kind", "created_at"]),
+            models.Index(fields=["updated_at"], condition=models.Q(followup_due=True),
+                         name="operation_followup_due"),
         ]
 
     def __str__(self):
@@ -187,11 +196,14 @@ class Operation(models.Model):
             fields["checkpoint"] = checkpoint
         return self._this().filter(status=Status.PROCESSING, lease_token=token).update(**fields) == 1
 
-    def complete(self, token, attempt_number: int, result) -> bool:
-        """processing -> completed. False: a zombie's late write, ignored."""
-        return self._finish(token, attempt_number, Outcome.SUCCEEDED, status=Status.COMPLETED,
-                            result=result, error_code="", error_message="", error_detail="",
-                            finished_at=Now())
+    def complete(self, token, attempt_number: int, result, also=None) -> bool:
+        """processing -> completed. False: a zombie's late write, ignored. `also()` runs in the
+        same transaction once the fenced write won: a workload's output exists exactly when
+        its operation completed."""
+        return self._finish(token, attempt_number, Outcome.SUCCEEDED, also=also,
+                            status=Status.COMPLETED, result=result, error_code="",
+                            error_message="", error_detail="", finished_at=Now(),
+                            followup_due=self.has_followups(Status.COMPLETED))
 
     def schedule_retry(self, token, attempt_number: int, error, delay: float,
                        outcome=Outcome.TRANSIENT) -> bool:
@@ -203,9 +215,17 @@ class Operation(models.Model):
     def fail(self, token, attempt_number: int, error, outcome=Outcome.PERMANENT) -> bool:
         """processing -> failed: permanent error or automatic budget spent."""
         return self._finish(token, attempt_number, outcome, error=error, status=Status.FAILED,
-                            finished_at=Now(), **_error_fields(error))
+                            finished_at=Now(), followup_due=True, **_error_fields(error))
 
-    def _finish(self, token, attempt_number, outcome, *, error=None, delay=None, **fields):
+    def has_followups(self, status) -> bool:
+        """Does reaching `status` call for follow-ups? Every final failure does (the owner is
+        told); a success does when its kind continues or it ends a manual retry (recovered)."""
+        if status == Status.FAILED:
+            return True
+        return self.kind_spec.on_success is not None or self.retry_number > 0
+
+    def _finish(self, token, attempt_number, outcome, *, error=None, delay=None, also=None,
+                **fields):
         with transaction.atomic():
             won = self._this().filter(status=Status.PROCESSING, lease_token=token).update(
                 lease_token=None, lease_holder="", lease_expires_at=None, updated_at=Now(),
@@ -219,6 +239,8 @@ class Operation(models.Model):
                 error_code=error.code if error else "",
                 error_message=error.message if error else "",
                 error_detail=error.detail if error else "")
+            if also is not None:
+                also()
         return True
 
     def recover(self, token, *, timed_out: bool = False) -> bool:
@@ -239,7 +261,7 @@ class Operation(models.Model):
                            f"lease held by {self.lease_holder or '?'} lost")
         fields = dict(status=status, **_error_fields(error))
         if status == Status.FAILED:
-            fields["finished_at"] = Now()
+            fields.update(finished_at=Now(), followup_due=True)
         else:
             fields.update(next_attempt_at=Now(), next_trigger=Trigger.RECOVERED)
         return self._finish(token, self.attempt_count, outcome, error=error,
@@ -326,3 +348,44 @@ class IdempotencyRecord(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "key"], name="one_answer_per_key")]
+
+
+class Notification(models.Model):
+    """Something the owner of an operation is told: it failed for good, or a retried chain
+    recovered. Shown in the app at once; emailed in throttled digests."""
+
+    class Event(models.TextChoices):
+        FAILED = "failed"
+        RECOVERED = "recovered"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                              related_name="notifications")
+    operation = models.ForeignKey(Operation, on_delete=models.CASCADE,
+                                  related_name="notifications")
+    kind = models.CharField(max_length=64)
+    event = models.CharField(max_length=12, choices=Event.choices)
+    message = models.CharField(max_length=300)
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["operation", "event"],
+                                               name="one_notification_per_event")]
+        indexes = [models.Index(fields=["owner", "read_at"]),
+                   models.Index(fields=["kind", "event", "created_at"])]
+
+    def __str__(self):
+        return f"{self.event}: {self.message}"
+
+
+class SendWindow(models.Model):
+    """When a throttled message (an owner's email digest, a staff alert per kind) was last
+    sent. Claiming the window is one conditional UPDATE, so several processes send once."""
+
+    key = models.CharField(max_length=200, unique=True)
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return self.key

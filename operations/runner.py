@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from django.db import OperationalError, close_old_connections, connection
 
-from operations import kinds
+from operations import followups, kinds
 from operations.errors import LeaseLost, TimeLimitExceeded, WorkerStopping, classify
 from operations.lease import holder_id
 from operations.models import Operation, Outcome, lease_seconds
@@ -151,13 +151,28 @@ def run(operation_id) -> str:
             return _write_final(lambda: operation.release(context.token, attempt.number),
                                 operation, attempt.number, "released")
         except Exception as exc:  # noqa: BLE001 - every failure is classified and recorded
-            return _settle_failure(operation, context, kind, exc)
+            outcome = _settle_failure(operation, context, kind, exc)
+        else:
+            outcome = _complete(operation, context, kind, result)
         finally:
             keeper.stop()
-        return _write_final(lambda: operation.complete(context.token, attempt.number, result),
-                            operation, attempt.number, "completed")
     finally:
         _restore_sigterm(previous_sigterm)
+    if outcome in ("completed", "failed"):
+        followups.run(operation.pk)
+    return outcome
+
+
+def _complete(operation, context, kind, result) -> str:
+    also = None
+    if isinstance(result, kinds.Completion):
+        result, also = result.result, result.write
+    try:
+        return _write_final(
+            lambda: operation.complete(context.token, context.attempt_number, result, also=also),
+            operation, context.attempt_number, "completed")
+    except Exception as exc:  # noqa: BLE001 - the handler's own write failed: a failed attempt
+        return _settle_failure(operation, context, kind, exc)
 
 
 def _settle_failure(operation, context, kind, exc) -> str:

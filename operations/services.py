@@ -4,6 +4,8 @@ Manual retry exists once, here; the page, the API and the admin differ only in h
 render its answer or its refusal.
 """
 import logging
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -13,7 +15,7 @@ from django.db.models.functions import Now
 
 from operations import kinds
 from operations.delivery import enqueue_on_commit
-from operations.models import Channel, Operation, Status, Trigger
+from operations.models import Channel, Operation, Status, Trigger, db_now_plus
 
 log = logging.getLogger("rebound.retry")
 MAX_REASON_LENGTH = 500
@@ -24,13 +26,28 @@ def max_manual_retries() -> int:
 
 
 def submit(kind: str, owner, input: dict, *, channel=Channel.AUTO, triggered_by=None,
-           checkpoint=None) -> Operation:
-    """Create a pending operation of a registered kind; it is delivered after commit."""
+           checkpoint=None, dedupe_key: str | None = None) -> Operation:
+    """Create a pending operation of a registered kind; it is delivered after commit.
+
+    With a `dedupe_key`, submitting the same key again (two racing completions that both
+    start the next step, a follow-up run twice) returns the operation that exists instead.
+    """
     spec = kinds.get(kind)
-    operation = Operation.objects.create(
-        kind=kind, owner=owner, input=input, checkpoint=checkpoint,
-        max_attempts=spec.policy.max_attempts, channel=channel,
-        triggered_by=triggered_by or owner, enqueued_at=Now())
+    fields = dict(kind=kind, owner=owner, input=input, checkpoint=checkpoint,
+                  max_attempts=spec.policy.max_attempts, channel=channel,
+                  triggered_by=triggered_by or owner, enqueued_at=Now(), dedupe_key=dedupe_key)
+    if dedupe_key is None:
+        operation = Operation.objects.create(**fields)
+    else:
+        try:
+            with transaction.atomic():  # a savepoint: the surrounding transaction survives
+                operation = Operation.objects.create(**fields)
+        except IntegrityError:
+            # The key exists: another submission won (its insert committed before ours failed).
+            existing = Operation.objects.filter(dedupe_key=dedupe_key).first()
+            if existing is None:
+                raise
+            return existing
     enqueue_on_commit(operation.pk)
     return operation
 
@@ -93,6 +110,13 @@ def _input_available(operation) -> bool:
     return bool(operation.kind_spec.input_available(operation.input))
 
 
+def check_reason(reason: str) -> None:
+    if len(reason or "") > MAX_REASON_LENGTH:
+        raise RetryRefused("reason_too_long", 400,
+                           f"The reason may be at most {MAX_REASON_LENGTH} characters.",
+                           {"field": "reason", "max_length": MAX_REASON_LENGTH})
+
+
 def retry_operation(operation_id, *, by, channel: str, reason: str = "",
                     staff: bool = False) -> Operation:
     """Start a new operation that retries a failed one; the failed one stays as it was.
@@ -101,34 +125,89 @@ def retry_operation(operation_id, *, by, channel: str, reason: str = "",
     retry_limit_reached 429, reason_too_long 400). Safe under any concurrency: the unique
     parent link lets exactly one child exist.
     """
-    reason = reason or ""
-    if len(reason) > MAX_REASON_LENGTH:
-        raise RetryRefused("reason_too_long", 400,
-                           f"The reason may be at most {MAX_REASON_LENGTH} characters.",
-                           {"field": "reason", "max_length": MAX_REASON_LENGTH})
+    check_reason(reason)
     operation = find_for(by, operation_id, staff=staff)
+    return _retry(operation, by=by, channel=channel, reason=reason or "")
+
+
+def _retry(operation: Operation, *, by, channel: str, reason: str,
+           start_in: float = 0.0) -> Operation:
+    """The retry itself, for an operation the caller may act on. With `start_in` > 0 the
+    child waits, `retry_scheduled`, until that many seconds from now (database clock)."""
     check_retryable(operation)
+    waits = start_in > 0
     try:
         with transaction.atomic():
             child = Operation.objects.create(
                 kind=operation.kind, owner_id=operation.owner_id, input=operation.input,
                 checkpoint=operation.checkpoint, max_attempts=operation.max_attempts,
-                parent=operation, root=operation.root or operation,
+                parent=operation, root_id=operation.root_id or operation.pk,
                 retry_number=operation.retry_number + 1, is_retry=True,
                 next_trigger=Trigger.MANUAL, triggered_by=by, channel=channel,
-                retry_reason=reason, enqueued_at=Now())
+                retry_reason=reason,
+                status=Status.RETRY_SCHEDULED if waits else Status.PENDING,
+                next_attempt_at=db_now_plus(start_in) if waits else None,
+                enqueued_at=None if waits else Now())
     except IntegrityError:
         # A concurrent retry created the one allowed child between our check and our insert.
         child = Operation.objects.filter(parent=operation).first()
         if child is None:
             raise
         raise already_retried(child) from None
-    enqueue_on_commit(child.pk)
+    if not waits:
+        enqueue_on_commit(child.pk)  # a waiting child is released by the dispatcher when due
     # %r keeps a reason's newlines and markup on one escaped log line.
-    log.info("retry operation=%s child=%s retry_number=%s by=%s channel=%s reason=%r",
-             operation.pk, child.pk, child.retry_number, getattr(by, "pk", None), channel,
-             reason)
+    log.info("retry operation=%s child=%s retry_number=%s by=%s channel=%s start_in=%.2f "
+             "reason=%r", operation.pk, child.pk, child.retry_number, getattr(by, "pk", None),
+             channel, start_in, reason)
     return child
+
+
+SKIP_REASONS = ("retry_limit_reached", "already_retried", "input_missing", "not_failed")
+
+
+def bulk_retry_rate() -> float:
+    return settings.REBOUND["BULK_RETRY_RATE"]
+
+
+def retry_failed(operations, *, by, channel: str, reason: str = "", dry_run: bool = False,
+                 staff: bool = False) -> dict:
+    """Retry many failed operations through the one retry path, and report what happened:
+    `{"eligible", "retried": [ids], "skipped": {reason: n}, "by_error": {code: n}}`.
+
+    `eligible` counts what was (or, in a dry run, would be) retried; with `skipped` it adds up
+    to the operations given. Children are staggered: the k-th starts k / REBOUND_BULK_RETRY_RATE
+    seconds from now, so a bulk retry never stampedes a provider. A dry run writes nothing.
+    Safe under concurrency: each parent gets at most one child, whoever asks.
+    """
+    check_reason(reason)
+    spacing = 1.0 / bulk_retry_rate()
+    # Slots are k * spacing after the start; each is written relative to the database clock
+    # at its insert, less the time this loop has taken so far.
+    began = time.monotonic()
+    eligible, retried = 0, []
+    skipped = dict.fromkeys(SKIP_REASONS, 0)
+    by_error = Counter()
+    for operation in operations:
+        if operation.status == Status.FAILED:
+            by_error[operation.error_code or "unknown"] += 1
+        try:
+            if not staff and operation.owner_id != getattr(by, "pk", None):
+                raise not_found()
+            if dry_run:
+                check_retryable(operation)
+            else:
+                slot = len(retried) * spacing - (time.monotonic() - began)
+                child = _retry(operation, by=by, channel=channel, reason=reason or "",
+                               start_in=slot if retried else 0.0)
+                retried.append(str(child.pk))
+            eligible += 1
+        except RetryRefused as refused:
+            skipped[refused.code] = skipped.get(refused.code, 0) + 1
+    log.info("bulk retry by=%s channel=%s dry_run=%s eligible=%s skipped=%s", getattr(by, "pk", None),
+             channel, dry_run, eligible, skipped)
+    return {"eligible": eligible, "retried": retried, "skipped": skipped,
+            "by_error": dict(by_error.most_common())}
 
 
 def cancel_operation(operation_id, *, by, staff: bool = False) -> Operation:

@@ -1,14 +1,18 @@
 """Operation pages. One view renders the whole page, or its status panel for htmx."""
 import json
+from datetime import timedelta
 
 from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from operations import metrics
 from operations.errors import what_to_do
-from operations.models import Channel, Operation
+from operations.models import Channel, Notification, Operation
 from operations.services import (RetryRefused, check_retryable, find_for, max_manual_retries,
                                  retry_operation)
 
@@ -101,3 +105,79 @@ def operation_retry(request, operation_id):
 
     return retry_from_page(request, operation_id, render_panel=render_panel,
                            redirect_to=lambda operation: operation.get_absolute_url())
+
+
+# --- retry metrics (staff) -------------------------------------------------------------------
+
+METRIC_KEYS = ("region",)
+
+
+@staff_member_required
+def metrics_page(request):
+    """How retries go, per kind (or per kind and region), with completions and failures per
+    day over two weeks."""
+    kind = request.GET.get("kind") or None
+    key = request.GET.get("by") if request.GET.get("by") in METRIC_KEYS else None
+    rows = metrics.summary(kind=kind, key=key)
+    return render(request, "operations/metrics.html", {
+        "rows": rows, "by": key, "kind": kind, "keys": METRIC_KEYS,
+        "kinds": sorted({row["kind"] for row in metrics.summary()}),
+        "charts": daily_charts(metrics.recent(14, kind=kind), days=14)})
+
+
+def daily_charts(rows, days: int) -> list[dict]:
+    """Per kind: one bar pair (completed, failed) per day, heights in percent of the tallest."""
+    today = timezone.now().date()
+    dates = [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
+    charts = []
+    for kind in sorted({row["kind"] for row in rows}):
+        per_day = {row["day"]: row for row in rows if row["kind"] == kind}
+        tallest = max((row["completed"] + row["failed"] for row in per_day.values()), default=0)
+        bars = []
+        for day in dates:
+            row = per_day.get(day, {"completed": 0, "failed": 0})
+            bars.append({"day": day, "completed": row["completed"], "failed": row["failed"],
+                         "completed_pct": _pct(row["completed"], tallest),
+                         "failed_pct": _pct(row["failed"], tallest)})
+        charts.append({"kind": kind, "bars": bars})
+    return charts
+
+
+def _pct(part, whole) -> int:
+    return round(100 * part / whole) if whole else 0
+
+
+# --- notifications ---------------------------------------------------------------------------
+
+@login_required
+def notification_list(request):
+    notifications = (Notification.objects.filter(owner=request.user)
+                     .select_related("operation")[:100])
+    return render(request, "operations/notifications.html", {"notifications": notifications})
+
+
+def _render_notification(request, notification):
+    """The item, and the header's unread count swapped out of band."""
+    return render(request, "operations/notifications.html#notification",
+                  {"notification": notification, "oob_count": True})
+
+
+@login_required
+@require_POST
+def notification_read(request, notification_id):
+    notification = get_object_or_404(Notification, pk=notification_id, owner=request.user)
+    Notification.objects.filter(pk=notification.pk, read_at__isnull=True).update(
+        read_at=timezone.now())
+    notification.refresh_from_db()
+    if request.htmx:
+        return _render_notification(request, notification)
+    return redirect("notifications:list")
+
+
+@login_required
+@require_POST
+def notifications_read_all(request):
+    marked = Notification.objects.filter(owner=request.user, read_at__isnull=True).update(
+        read_at=timezone.now())
+    messages.success(request, f"Marked {marked} notification{'s' if marked != 1 else ''} as read.")
+    return redirect("notifications:list")

@@ -1,9 +1,6 @@
 """Races decided by the database, with real threads on PostgreSQL."""
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.db import connections
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -11,6 +8,7 @@ from operations import runner
 from operations.kinds import register
 from operations.models import Attempt, Operation, Status
 from tests.factories import OperationFactory
+from tests.running import in_threads
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -18,21 +16,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 @pytest.fixture(autouse=True)
 def no_throttle(settings):
     settings.REBOUND = {**settings.REBOUND, "RETRY_THROTTLE": "100000/min"}
-
-
-def in_threads(count, work):
-    """Run `work(i)` in `count` threads released at once; each closes its connection."""
-    barrier = threading.Barrier(count)
-
-    def run(i):
-        barrier.wait()
-        try:
-            return work(i)
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(run, range(count)))
 
 
 def post_retries(user, operation, count):

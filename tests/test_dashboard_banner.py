@@ -8,7 +8,7 @@ from django.core.files import File
 from imports.passes import accept_upload
 from operations.models import Operation, Status
 from tests.imports_helpers import sample_bytes
-from tests.test_interviews import run_until_settled
+from tests.running import run_until_settled
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}

@@ -12,7 +12,7 @@ from imports.passes import accept_upload
 from operations.models import Operation, Outcome, Status, Trigger
 from tests.imports_helpers import synthetic
 from tests.processes import cluster, wait_for
-from tests.test_interviews import run_until_settled
+from tests.running import run_until_settled
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

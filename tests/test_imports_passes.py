@@ -10,7 +10,7 @@ from imports.models import MemoryFact, Profile
 from imports.passes import accept_upload
 from operations.models import Operation, Status
 from tests.imports_helpers import sample_bytes, synthetic
-from tests.test_interviews import run_until_settled
+from tests.running import run_until_settled
 
 pytestmark = pytest.mark.django_db
 

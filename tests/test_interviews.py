@@ -10,23 +10,10 @@ from operations import dispatcher, runner
 from interviews.models import InterviewTurn
 from interviews.services import answer_question, start_session
 from operations.models import Operation, Outcome, Status, Trigger
+from tests.running import run_until_settled
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-def run_until_settled(operation, max_deliveries=5):
-    """Deliver an operation, and each automatic retry as soon as it is due (time is skipped
-    by backdating the due time, not by sleeping)."""
-    for _ in range(max_deliveries):
-        runner.run(operation.pk)
-        operation.refresh_from_db()
-        if operation.status != Status.RETRY_SCHEDULED:
-            return operation
-        Operation.objects.filter(pk=operation.pk).update(
-            next_attempt_at=timezone.now() - timedelta(milliseconds=1))
-        dispatcher.release_due()
-    return operation
 
 
 @pytest.fixture

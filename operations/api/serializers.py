@@ -70,6 +70,38 @@ class RetryRequestSerializer(serializers.Serializer):
                                    max_length=MAX_REASON_LENGTH, trim_whitespace=False)
 
 
+class BulkRetryRequestSerializer(serializers.Serializer):
+    """Which failed operations to retry, and why."""
+
+    kind = serializers.CharField(required=False, max_length=64)
+    error_code = serializers.CharField(required=False, max_length=64)
+    failed_after = serializers.DateTimeField(required=False,
+                                             help_text="Only operations that failed after this.")
+    dry_run = serializers.BooleanField(required=False, default=False)
+    reason = serializers.CharField(required=False, allow_blank=True, default="",
+                                   max_length=MAX_REASON_LENGTH, trim_whitespace=False)
+
+
+class BulkRetrySkippedSerializer(serializers.Serializer):
+    retry_limit_reached = serializers.IntegerField()
+    already_retried = serializers.IntegerField()
+    input_missing = serializers.IntegerField()
+    not_failed = serializers.IntegerField()
+
+
+class BulkRetryReportSerializer(serializers.Serializer):
+    """What a bulk retry did (or, in a dry run, would do): `eligible` plus the skipped counts
+    add up to the operations considered."""
+
+    eligible = serializers.IntegerField()
+    retried = serializers.ListField(child=serializers.UUIDField(),
+                                    help_text="The new operations, in the order they start.")
+    skipped = BulkRetrySkippedSerializer()
+    by_error = serializers.DictField(child=serializers.IntegerField(),
+                                     help_text="Failed operations considered, by error code.")
+    dry_run = serializers.BooleanField()
+
+
 class ProblemSerializer(serializers.Serializer):
     """The body of every error answer."""
 
@@ -78,3 +110,56 @@ class ProblemSerializer(serializers.Serializer):
     status = serializers.IntegerField()
     code = serializers.CharField()
     detail = serializers.CharField()
+
+
+class ErrorSummarySerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class RetryHistoryEntrySerializer(serializers.Serializer):
+    """One manual retry: when, who, through which channel, why, and how it went."""
+
+    at = serializers.DateTimeField()
+    by = serializers.CharField(allow_null=True)
+    channel = serializers.CharField()
+    reason = serializers.CharField(allow_blank=True)
+    outcome = serializers.CharField(help_text="The retry operation's status.")
+    operation_id = serializers.UUIDField()
+    retry_number = serializers.IntegerField()
+
+
+class ChainAttemptSerializer(serializers.ModelSerializer):
+    """One attempt of one operation of a chain."""
+
+    operation_id = serializers.UUIDField(read_only=True)
+    retry_number = serializers.IntegerField(source="operation.retry_number", read_only=True)
+    started = serializers.DateTimeField(source="started_at", read_only=True)
+    finished = serializers.DateTimeField(source="finished_at", read_only=True, allow_null=True)
+    delay_before_next = serializers.FloatField(source="delay_seconds", read_only=True,
+                                               allow_null=True)
+
+    class Meta:
+        model = Attempt
+        fields = ["operation_id", "retry_number", "number", "trigger", "started", "finished",
+                  "outcome", "error_code", "error_message", "delay_before_next"]
+
+
+class ChainFieldsMixin(serializers.Serializer):
+    """The retry fields a workload shows for a row that has a `chain` (operations.chains):
+    derived from the chain, never stored on the row."""
+
+    retry_count = serializers.IntegerField(source="chain.retry_count", read_only=True)
+    max_retries = serializers.IntegerField(source="chain.max_retries", read_only=True)
+    last_retry_at = serializers.DateTimeField(source="chain.last_retry_at", read_only=True,
+                                              allow_null=True)
+    original_error = ErrorSummarySerializer(source="chain.original_error", read_only=True,
+                                            allow_null=True)
+
+
+class ChainHistoryMixin(serializers.Serializer):
+    """The whole history of a chain read with `chains.history_of`."""
+
+    retry_history = RetryHistoryEntrySerializer(source="chain.retry_history", many=True,
+                                                read_only=True)
+    attempts = ChainAttemptSerializer(source="chain.attempts", many=True, read_only=True)

@@ -8,23 +8,43 @@ from django.conf import settings
 
 from operations.api.idempotency import respond_once
 from operations.api.problems import problem, refusal
-from operations.api.serializers import (OperationDetailSerializer, OperationSerializer,
+from operations.api.serializers import (BulkRetryReportSerializer, BulkRetryRequestSerializer,
+                                        OperationDetailSerializer, OperationSerializer,
                                         ProblemSerializer, RetryRequestSerializer)
 from operations.models import Channel, Operation, Status
-from operations.services import RetryRefused, cancel_operation, retry_operation
+from operations.services import (RetryRefused, cancel_operation, retry_failed,
+                                 retry_operation)
 
 PROBLEM = OpenApiResponse(ProblemSerializer)
 IDEMPOTENCY_KEY = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER,
                                    description="Repeat the call safely: the first answer is replayed.")
 
 
+def invalid(form, field="reason") -> Response:
+    """400 for a request body that does not validate; a too-long reason has its own code."""
+    too_long = any(e.code == "max_length" for e in form.errors.get(field, []))
+    if too_long:
+        return problem(400, "reason_too_long", "The reason may be at most 500 characters.",
+                       errors=form.errors)
+    return problem(400, "invalid", "Some fields are not valid.", errors=form.errors)
+
+
+def bulk_retry_response(request, operations, *, reason: str, dry_run: bool) -> Response:
+    """The API side of bulk retry: the report, 200 for a dry run and 202 otherwise."""
+    try:
+        report = retry_failed(operations, by=request.user, channel=Channel.API, reason=reason,
+                              dry_run=dry_run)
+    except RetryRefused as refused:
+        return refusal(refused)
+    return Response({**report, "dry_run": dry_run},
+                    status=status.HTTP_200_OK if dry_run else status.HTTP_202_ACCEPTED)
+
+
 def api_retry(request, operation_id) -> Response:
     """The API side of manual retry: 202 with the new operation, or the typed refusal."""
     form = RetryRequestSerializer(data=request.data)
     if not form.is_valid():
-        too_long = any(e.code == "max_length" for e in form.errors.get("reason", []))
-        return problem(400, "reason_too_long" if too_long else "invalid",
-                       "The reason must be text of at most 500 characters.", errors=form.errors)
+        return invalid(form)
     try:
         child = retry_operation(operation_id, by=request.user, channel=Channel.API,
                                 reason=form.validated_data["reason"])
@@ -75,6 +95,33 @@ class OperationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     def retry(self, request, pk=None):
         """Retry a failed operation: 202 with the NEW operation, linked to its parent."""
         return respond_once(request, lambda: api_retry(request, pk))
+
+    @extend_schema(request=BulkRetryRequestSerializer, parameters=[IDEMPOTENCY_KEY],
+                   responses={200: BulkRetryReportSerializer, 202: BulkRetryReportSerializer,
+                              400: PROBLEM, 429: PROBLEM})
+    @action(detail=False, methods=["post"], url_path="retry-failed",
+            throttle_classes=[RetryThrottle])
+    def retry_failed(self, request):
+        """Retry every failed operation of yours that has not been retried yet (optionally of
+        one kind, error code, or failed after a time). Children start staggered, at most
+        REBOUND_BULK_RETRY_RATE per second. 200 with the report for a dry run, 202 otherwise."""
+        return respond_once(request, lambda: self._retry_failed(request))
+
+    def _retry_failed(self, request):
+        form = BulkRetryRequestSerializer(data=request.data)
+        if not form.is_valid():
+            return invalid(form)
+        options = form.validated_data
+        failed = Operation.objects.filter(owner=request.user, status=Status.FAILED,
+                                          child__isnull=True)
+        if "kind" in options:
+            failed = failed.filter(kind=options["kind"])
+        if "error_code" in options:
+            failed = failed.filter(error_code=options["error_code"])
+        if "failed_after" in options:
+            failed = failed.filter(finished_at__gt=options["failed_after"])
+        return bulk_retry_response(request, failed.order_by("finished_at", "pk"),
+                                   reason=options["reason"], dry_run=options["dry_run"])
 
     @extend_schema(request=None, parameters=[IDEMPOTENCY_KEY],
                    responses={200: OperationSerializer, 404: PROBLEM, 409: PROBLEM})
