@@ -1,11 +1,23 @@
 """The whole API under /api/v1/, in one list."""
 from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
 
+from executions.api import ExecutionViewSet, JobViewSet
 from imports import api as imports_api
-from operations.api.urls import urlpatterns as operation_urls
+from operations.api.views import OperationViewSet
+
+# "/?": `POST /api/v1/operations/{id}/retry` works with or without the trailing slash.
+router = DefaultRouter()
+router.trailing_slash = "/?"
+router.register("operations", OperationViewSet, basename="operation")
+router.register("jobs", JobViewSet, basename="job")
+router.register("executions", ExecutionViewSet, basename="execution")
 
 urlpatterns = [
-    *operation_urls,
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    *router.urls,
     path("imports/", imports_api.upload_export, name="imports-upload"),
     path("imports/profile", imports_api.profile_detail, name="imports-profile"),
     path("imports/full-pass/retry", imports_api.retry_full_pass, name="imports-full-pass-retry"),

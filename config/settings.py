@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "operations",
     "imports",
     "interviews",
+    "executions",
 ]
 
 MIDDLEWARE = [
@@ -164,6 +165,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Two status vocabularies: an operation's, and what a job's cell shows its user.
+    "ENUM_NAME_OVERRIDES": {
+        "OperationStatusEnum": "operations.models.Status",
+        "CellStatusEnum": "executions.grid.STATUSES",
+    },
 }
 
 # The engine.
@@ -180,6 +186,8 @@ REBOUND = {
     "BULK_RETRY_RATE": env_float("REBOUND_BULK_RETRY_RATE", 5.0, minimum=0.01),
     # Bearer token that may read /metrics (staff sessions always may); empty: staff only.
     "METRICS_TOKEN": env_str("REBOUND_METRICS_TOKEN", ""),
+    # Cells of one job in flight at once, so one job cannot take every worker.
+    "JOB_CONCURRENCY": env_int("REBOUND_JOB_CONCURRENCY", 4, minimum=1),
     # The port `manage.py run` serves the web app on.
     "WEB_PORT": env_int("PORT", 8000, minimum=1),
 }
@@ -215,7 +223,9 @@ INFERENCE = {
     "READ_TIMEOUT": env_float("REBOUND_INFERENCE_READ_TIMEOUT", 20.0, minimum=0.1),
     "DEADLINE": env_float("REBOUND_INFERENCE_DEADLINE", 25.0, minimum=0.1),
     "MAX_RESPONSE_BYTES": env_int("REBOUND_INFERENCE_MAX_BYTES", 1_000_000, minimum=1024),
-    "REGIONS": env_list("REBOUND_INFERENCE_REGIONS", ["eu-west", "us-east", "demo-flaky"]),
+    # The regions the inference router serves (X-Region); jobs and sessions choose from these.
+    "REGIONS": env_list("REBOUND_INFERENCE_REGIONS",
+                        ["us-east", "eu-west", "asia-pacific", "demo-flaky"]),
 }
 
 # Imports: limits on uploaded exports (bytes unless named otherwise).

@@ -32,19 +32,22 @@ class Reply:
     elapsed: float
 
 
-def chat(messages: list[dict], *, region: str = "", context: str = "") -> Reply:
-    """Send one chat-completion request; return the answer or raise a classified error."""
+def chat(messages: list[dict], *, region: str = "", model: str = "",
+         context: str = "") -> Reply:
+    """Send one chat-completion request; return the answer or raise a classified error.
+    `model` defaults to REBOUND_INFERENCE_MODEL."""
     conf = settings.INFERENCE
+    model = model or conf["MODEL"]
     started = time.monotonic()
     outcome = "ok"
     try:
-        response = _post(conf, messages, region)
+        response = _post(conf, model, messages, region)
         try:
             body = _read_within_deadline(response, conf, started)
         finally:
             response.close()
         _raise_for_status(response)
-        reply = Reply(_answer_text(body), conf["MODEL"], region, time.monotonic() - started)
+        reply = Reply(_answer_text(body), model, region, time.monotonic() - started)
         return reply
     except (TransientError, PermanentError) as error:
         outcome = error.code
@@ -54,13 +57,13 @@ def chat(messages: list[dict], *, region: str = "", context: str = "") -> Reply:
                  (time.monotonic() - started) * 1000)
 
 
-def _post(conf, messages, region):
+def _post(conf, model, messages, region):
     headers = {"Authorization": f"Bearer {conf['API_KEY']}", "Content-Type": "application/json"}
     if region:
         headers["X-Region"] = region
     try:
         return _session.post(f"{conf['BASE_URL'].rstrip('/')}/chat/completions",
-                             json={"model": conf["MODEL"], "messages": messages},
+                             json={"model": model, "messages": messages},
                              headers=headers, allow_redirects=False, stream=True,
                              timeout=(conf["CONNECT_TIMEOUT"], conf["READ_TIMEOUT"]))
     except requests.Timeout as exc:

@@ -1,7 +1,9 @@
 """A local, OpenAI-compatible inference service with fault injection.
 
-It answers `POST /v1/chat/completions` deterministically (an interview question for a topic, or
-feedback on an answer) and misbehaves on request, per route and region:
+It answers `POST /v1/chat/completions` deterministically — an interview question for a topic,
+feedback on an answer or essay, an answer to any question ("answer the question" in the system
+prompt), or which of two texts separated by a line `---` is better ("compare") — and misbehaves
+on request, per route and region:
 
     POST /_faults   {"region": "eu-west", "sequence": [500, 500, 200]}
     POST /_faults   {"route": "chat.completions", "error_rate": 0.3, "statuses": [503],
@@ -35,6 +37,27 @@ QUESTIONS = [
 def question_for(topic: str, number: int) -> str:
     seed = int(hashlib.sha256(f"{topic}|{number}".encode()).hexdigest(), 16)
     return QUESTIONS[seed % len(QUESTIONS)].format(topic=topic)
+
+
+def answer_for(question: str, region: str, model: str) -> str:
+    """A deterministic answer to any question, marked with the region that answered it."""
+    words = question.split()
+    topic = " ".join(words[:8]) + ("…" if len(words) > 8 else "")
+    seed = int(hashlib.sha256(f"{question}|{model}".encode()).hexdigest(), 16)
+    openings = ("In short:", "Briefly:", "The short answer:", "Put simply:")
+    return (f"{openings[seed % len(openings)]} it depends on the constraints, but for "
+            f"“{topic}” start from the simplest thing that works and measure. "
+            f"(answered by {model} in {region or 'the default region'})")
+
+
+def judgement_for(first: str, second: str) -> str:
+    """Which of two texts is better, deterministically: the one with more distinct words,
+    the tie broken by a hash of both. Answers "A" or "B" and a one-line reason."""
+    score = [len({w.lower() for w in text.split()}) for text in (first, second)]
+    if score[0] == score[1]:
+        score[0] += int(hashlib.sha256(f"{first}|{second}".encode()).hexdigest(), 16) % 2
+    better = "A" if score[0] >= score[1] else "B"
+    return f"{better}: it uses a wider vocabulary and develops its argument further."
 
 
 def feedback_for(answer: str) -> str:
@@ -175,7 +198,13 @@ class Handler(BaseHTTPRequestHandler):
         messages = request.get("messages") or []
         system = next((m.get("content", "") for m in messages if m.get("role") == "system"), "")
         user = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
-        if "feedback" in system.lower():
+        region = self.headers.get("X-Region", "")
+        if "compare" in system.lower():
+            first, _, second = user.partition("\n---\n")
+            text = judgement_for(first, second)
+        elif "answer the question" in system.lower():
+            text = answer_for(user, region, request.get("model", "rebound-local-1"))
+        elif "feedback" in system.lower():
             text = feedback_for(user)
         else:
             number = sum(1 for m in messages if m.get("role") == "assistant") + 1

@@ -42,15 +42,17 @@ class _Percentile(Aggregate):
         super().__init__(expression, percentile=percentile, **extra)
 
 
-def _scoped(queryset, prefix: str, kind=None, since=None, owner=None):
-    """Operations (or rows of operations, through `prefix`) of a kind, since a time, of an owner."""
-    filters = {f"{prefix}kind": kind, f"{prefix}created_at__gte": since, f"{prefix}owner": owner}
+def _scoped(queryset, prefix: str, kind=None, since=None, owner=None, where=None):
+    """Operations (or rows of operations, through `prefix`) of a kind, since a time, of an
+    owner, matching `where` (lookups on Operation, e.g. {"input__job_id": 7})."""
+    filters = {f"{prefix}kind": kind, f"{prefix}created_at__gte": since, f"{prefix}owner": owner,
+               **{f"{prefix}{name}": value for name, value in (where or {}).items()}}
     return queryset.filter(**{name: value for name, value in filters.items()
                               if value is not None})
 
 
-def _operations(kind=None, since=None, owner=None):
-    return _scoped(Operation.objects.all(), "", kind, since, owner)
+def _operations(kind=None, since=None, owner=None, where=None):
+    return _scoped(Operation.objects.all(), "", kind, since, owner, where)
 
 
 def _grouped(queryset, prefix: str, key: str | None, by_day: bool):
@@ -64,9 +66,9 @@ def _grouped(queryset, prefix: str, key: str | None, by_day: bool):
 
 
 def summary(*, kind: str | None = None, key: str | None = None, by_day: bool = False,
-            since=None, owner=None) -> list[dict]:
+            since=None, owner=None, where: dict | None = None) -> list[dict]:
     """One row of figures per kind (and key value, and day), ordered by those."""
-    ops, group = _grouped(_operations(kind, since, owner), "", key, by_day)
+    ops, group = _grouped(_operations(kind, since, owner, where), "", key, by_day)
     rows = ops.values(*group).annotate(
         operations=Count("pk"),
         completed=Count("pk", filter=Q(status=Status.COMPLETED)),
@@ -77,8 +79,8 @@ def summary(*, kind: str | None = None, key: str | None = None, by_day: bool = F
         manual_retries=Count("pk", filter=Q(is_retry=True)),
         manual_retries_succeeded=Count("pk", filter=Q(is_retry=True, status=Status.COMPLETED)),
     ).order_by(*group)
-    crashes = _crashes(kind, since, owner, key, by_day)
-    durations = _time_to_success(kind, since, owner, key, by_day)
+    crashes = _crashes(kind, since, owner, where, key, by_day)
+    durations = _time_to_success(kind, since, owner, where, key, by_day)
     return [_figures(row, group, crashes, durations) for row in rows]
 
 
@@ -103,18 +105,18 @@ def _ratio(part, whole) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def _crashes(kind, since, owner, key, by_day) -> dict:
+def _crashes(kind, since, owner, where, key, by_day) -> dict:
     attempts = _scoped(Attempt.objects.filter(outcome="crashed"), "operation__", kind, since,
-                       owner)
+                       owner, where)
     attempts, group = _grouped(attempts, "operation__", key, by_day)
     return {tuple(row[g] for g in group): row["n"]
             for row in attempts.values(*group).annotate(n=Count("pk"))}
 
 
-def _time_to_success(kind, since, owner, key, by_day) -> dict:
+def _time_to_success(kind, since, owner, where, key, by_day) -> dict:
     """{group: (p50, p95)} of seconds from creation to completion."""
-    done, group = _grouped(_operations(kind, since, owner).filter(status=Status.COMPLETED,
-                                                                  finished_at__isnull=False),
+    done, group = _grouped(_operations(kind, since, owner, where).filter(
+        status=Status.COMPLETED, finished_at__isnull=False),
                            "", key, by_day)
     if connection.vendor == "postgresql":
         seconds = _Seconds(F("finished_at") - F("created_at"))

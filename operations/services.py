@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models.functions import Now
 
@@ -68,6 +68,14 @@ class RetryRefused(Exception):
 def not_found() -> RetryRefused:
     # One refusal for "no such operation" and "not yours": nobody learns what exists.
     return RetryRefused("not_found", 404, "No operation with that id.")
+
+
+def lookup(get, message: str = "Not found."):
+    """`get()`, or the one 404 refusal for an id that is unknown, malformed or not yours."""
+    try:
+        return get()
+    except (ObjectDoesNotExist, ValidationError, ValueError, TypeError):
+        raise RetryRefused("not_found", 404, message) from None
 
 
 def find_for(user, operation_id, *, staff: bool = False) -> Operation:

@@ -146,3 +146,17 @@ def running_dispatcher():
     yield
     stop.set()
     thread.join(timeout=10)
+
+
+@pytest.fixture
+def timed_out_job(ai, api):
+    """A finished job over us-east and asia-pacific whose asia-pacific cells timed out (504
+    until the automatic budget was spent); the region answers again afterwards."""
+    from executions.models import Job
+    from tests.executions_helpers import create, drain
+
+    ai.faults(region="asia-pacific", error_rate=1.0, statuses=[504])
+    job_id = create(api).json()["id"]
+    drain(job_id)
+    ai.faults(region="asia-pacific", error_rate=0.0)
+    return Job.objects.get(pk=job_id)
