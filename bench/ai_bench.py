@@ -86,7 +86,7 @@ def main():
         print(json.dumps(measure(args.n, args.one)))
         return
     port = free_port()
-    rows = ["| run | ops | completed | failed | attempts / op (1 / 2 / 3) | mean attempts | "
+    rows = ["| run | ops | completed | failed | attempts / op (1 / 2 / 3 / 4) | mean attempts | "
             "end-to-end | ops/s | all terminal | no open attempt | numbers contiguous |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for label, rate in (("no faults", 0.0), ("30 % 503", 0.3)):
@@ -104,12 +104,13 @@ def main():
         terminal = sum(r["statuses"].get(s, 0) for s in ("completed", "failed", "cancelled"))
         rows.append(
             f"| {label} | {r['n']} | {done} | {r['statuses'].get('failed', 0)} | "
-            f"{hist.get('1', 0)} / {hist.get('2', 0)} / {hist.get('3', 0)} | "
+            f"{hist.get('1', 0)} / {hist.get('2', 0)} / {hist.get('3', 0)} / {hist.get('4', 0)} | "
             f"{r['attempts_total'] / r['n']:.2f} | {r['elapsed']:.1f} s | "
             f"{r['n'] / r['elapsed']:.1f} | {'yes' if terminal == r['n'] else 'NO'} | "
             f"{'yes' if r['open_attempts'] == 0 else 'NO'} | {'yes' if r['contiguous'] else 'NO'} |")
     print(f"machine: {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}; ORM broker on "
-          f"PostgreSQL; {args.workers} workers; policy 3 tries, backoff 1 s, 2 s + jitter")
+          f"PostgreSQL; {args.workers} workers; AI policy: 4 attempts, backoff 1 s, 2 s, 4 s "
+          "+ jitter")
     print("\n".join(rows))
 
 

@@ -3,6 +3,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from batches.api import BatchViewSet
 from executions.api import ExecutionViewSet, JobViewSet
 from imports import api as imports_api
 from operations.api.views import OperationViewSet
@@ -13,6 +14,7 @@ router.trailing_slash = "/?"
 router.register("operations", OperationViewSet, basename="operation")
 router.register("jobs", JobViewSet, basename="job")
 router.register("executions", ExecutionViewSet, basename="execution")
+router.register("batches", BatchViewSet, basename="batch")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

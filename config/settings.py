@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "imports",
     "interviews",
     "executions",
+    "batches",
 ]
 
 MIDDLEWARE = [

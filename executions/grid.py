@@ -3,10 +3,8 @@ speaks for it now, and what the user sees (status, answer, error, retry state)."
 from collections import Counter
 from dataclasses import dataclass
 
-from django.conf import settings
-
 from executions.models import Execution, Job
-from operations.chains import Chain, history_of, latest_of
+from operations.chains import NOT_STARTED, Chain, NotStarted, history_of, latest_of
 from operations.errors import what_to_do
 from operations.models import Status
 
@@ -36,21 +34,6 @@ def user_status(status: str, attempt_count: int, error_code: str) -> str:
     if error_code in ERROR_CODES:
         return "error"
     return "failed"
-
-
-class NotStarted:
-    """The chain of a cell still waiting for its slot: nothing has run, nothing was retried."""
-
-    root = latest = None
-    retry_count = 0
-    last_retry_at = None
-    original_error = None
-    retry_history: list = []
-    attempts: list = []
-
-    @property
-    def max_retries(self) -> int:
-        return settings.REBOUND["MAX_MANUAL_RETRIES"]
 
 
 @dataclass
@@ -103,16 +86,12 @@ class Cell:
         return f"Retry ({self.chain.retry_count + 1}/{self.chain.max_retries})"
 
 
-def chain_of(execution: Execution, chains: dict) -> Chain | NotStarted:
-    return chains.get(execution.operation_id) or NotStarted()
-
-
 def cells_for(executions) -> list[Cell]:
     """The cells of these executions with the chain that speaks for each now (one query
     for the chains, whatever the number of cells)."""
     executions = list(executions)
     chains = latest_of(e.operation_id for e in executions if e.operation_id)
-    return [Cell(e, chains.get(e.operation_id) or NotStarted()) for e in executions]
+    return [Cell(e, chains.get(e.operation_id) or NOT_STARTED) for e in executions]
 
 
 def cells_of(job: Job) -> list[Cell]:
@@ -123,7 +102,7 @@ def cells_of(job: Job) -> list[Cell]:
 def cell_with_history(execution: Execution) -> Cell:
     """One cell with its whole chain: every operation, attempt and manual retry."""
     if execution.operation_id is None:
-        return Cell(execution, NotStarted())
+        return Cell(execution, NOT_STARTED)
     return Cell(execution, history_of(execution.operation_id))
 
 

@@ -52,6 +52,26 @@ class Chain:
                 for op in self.operations if op.is_retry]
 
 
+class NotStarted:
+    """The chain of work that has not started yet: nothing ran, nothing was retried. It reads
+    like a Chain, so a workload shows one kind of row whether its work started or not."""
+
+    root = latest = None
+    operations: list = []
+    attempts: list = []
+    retry_count = 0
+    last_retry_at = None
+    original_error = None
+    retry_history: list = []
+
+    @property
+    def max_retries(self) -> int:
+        return settings.REBOUND["MAX_MANUAL_RETRIES"]
+
+
+NOT_STARTED = NotStarted()
+
+
 def latest_of(first_ids) -> dict:
     """{first operation id: Chain} for many chains, in one query (the first and the latest
     operation of each: the latest is the one without a child)."""

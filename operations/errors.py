@@ -51,6 +51,12 @@ WHAT_TO_DO = {
 }
 
 
+def register_message(code: str, message: str, what_to_do: str) -> None:
+    """A workload's own error code, with the text users see and what they can do about it."""
+    USER_MESSAGES[code] = message
+    WHAT_TO_DO[code] = what_to_do
+
+
 def user_message(code: str) -> str:
     return USER_MESSAGES.get(code, USER_MESSAGES["internal_error"])
 
