@@ -96,8 +96,10 @@ def grid_context(batch: Batch) -> dict:
     phases = []
     for phase in pipeline.PER_ESSAY:
         items = [state.item(phase, essay) for essay in state.essays]
+        # Items that failed for good stay out of the Retry phase form: retrying them will not
+        # help (the API still accepts them).
         phases.append({"phase": phase, "label": pipeline.PHASE_LABELS[phase],
-                       "failed": [item for item in items if item.failed]})
+                       "failed": [item for item in items if item.status == "failed"]})
     rows = [{"essay": essay, "items": [state.item(phase, essay) for phase in pipeline.PER_ESSAY],
              "left_out": state.left_out(essay)} for essay in state.essays]
     batch_only = state.item(pipeline.BATCH_ONLY)

@@ -60,14 +60,14 @@ def judgement_for(first: str, second: str) -> str:
     return f"{better}: it uses a wider vocabulary and develops its argument further."
 
 
-def feedback_for(answer: str) -> str:
+def feedback_for(answer: str, noun: str = "answer") -> str:
     words = answer.split()
     strengths = "a concrete example" if any(ch.isdigit() for ch in answer) else "a clear position"
     if len(words) < 25:
         advice = "Say more: describe the situation, what you did, and the result (STAR)."
     else:
         advice = "Tighten it: lead with the result, then the two decisions that mattered most."
-    return (f"Your answer has {len(words)} words and shows {strengths}. {advice} "
+    return (f"Your {noun} has {len(words)} words and shows {strengths}. {advice} "
             "Close by naming what you learned.")
 
 
@@ -208,7 +208,7 @@ class Handler(BaseHTTPRequestHandler):
         elif "answer the question" in system.lower():
             text = answer_for(user, region, request.get("model", "rebound-local-1"))
         elif "feedback" in system.lower():
-            text = feedback_for(user)
+            text = feedback_for(user, "essay" if "essay" in system.lower() else "answer")
         else:
             number = sum(1 for m in messages if m.get("role") == "assistant") + 1
             text = question_for(user.strip() or "your field", number)
