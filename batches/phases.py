@@ -14,6 +14,7 @@ MIN_WORDS = 50
 LOCAL = RetryPolicy(max_attempts=3, time_limit=300)
 JUDGEMENT = RetryPolicy(max_attempts=4, base_delay=1.0, factor=2.0, max_delay=30.0,
                         time_limit=1800)
+CHECKPOINT_EVERY = 20  # judgements between checkpoints
 FEEDBACK_PROMPT = ("You give feedback on a student's essay: one strength, one thing to improve, "
                    "in three sentences.")
 COMPARE_PROMPT = ("Compare the two essays separated by a line '---'. Answer 'A' or 'B' for the "
@@ -123,17 +124,33 @@ def ai_feedback(context):
 @phase("cj_assessment", JUDGEMENT, "Batch: comparative judgement")
 def comparative_judgement(context):
     """Pairwise judgements of every essay not left out (each in at least three pairs where
-    there are four or more), asked of the AI provider, and a ranking by wins. Judgements are
-    checkpointed, so a retry asks only the pairs not judged yet."""
+    there are four or more), asked of the AI provider, and a ranking by wins.
+
+    A pair the provider fails transiently is passed over and the others are still asked; the
+    attempt then fails transiently, and the next one (after the engine's backoff, never
+    sooner than a Retry-After) asks only the pairs not judged yet: judgements are
+    checkpointed. So each attempt makes all the progress it can, and the attempt budget bounds
+    how often the provider is tried again, not how many pairs there are."""
     batch = Batch.objects.get(pk=context.input["batch_id"])
     _injected_fault(context)
     essays = pipeline.read(batch).included()
     judged = dict((context.checkpoint or {}).get("judgements", {}))
-    for first, second in pairs(len(essays)):
+    missed = []
+    for n, (first, second) in enumerate(pairs(len(essays)), 1):
         key = f"{essays[first].pk}:{essays[second].pk}"
-        if key not in judged:
+        if key in judged:
+            continue
+        try:
             judged[key] = _judge(context, batch, essays[first], essays[second])
+        except TransientError as error:
+            missed.append(error)
+        if n % CHECKPOINT_EVERY == 0:
             context.heartbeat(done=len(judged), checkpoint={"judgements": judged})
+    context.heartbeat(done=len(judged), checkpoint={"judgements": judged})
+    if missed:
+        waits = [e.retry_after for e in missed if e.retry_after is not None]
+        raise TransientError(missed[-1].code, f"{len(missed)} pairs not judged yet",
+                             retry_after=max(waits) if waits else None)
     return _written(context, batch.pk, None, {"judgements": judged,
                                               "ranking": ranking(essays, judged)})
 

@@ -124,7 +124,9 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Job.objects.none()
-        return Job.objects.filter(owner=self.request.user).prefetch_related("questions")
+        jobs = Job.objects.filter(owner=self.request.user)
+        # Only the job's own representations list its questions.
+        return jobs.prefetch_related("questions") if self.action in ("list", "retrieve") else jobs
 
     def get_object(self):
         return lookup(lambda: self.get_queryset().get(pk=self.kwargs["pk"]),

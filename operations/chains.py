@@ -76,8 +76,11 @@ def latest_of(first_ids) -> dict:
     """{first operation id: Chain} for many chains, in one query (the first and the latest
     operation of each: the latest is the one without a child)."""
     first_ids = list(first_ids)
+    # A checkpoint or an error's server-side detail can be large and no reader of a chain
+    # shows them: a grid of hundreds of chains leaves them in the database.
     rows = Operation.objects.filter(
-        Q(pk__in=first_ids) | Q(root_id__in=first_ids, child__isnull=True))
+        Q(pk__in=first_ids) | Q(root_id__in=first_ids, child__isnull=True)).defer(
+        "checkpoint", "error_detail")
     firsts, latest = {}, {}
     for op in rows:
         if op.root_id is None:

@@ -285,3 +285,19 @@ def handler_completion(operation):
 
     operation.refresh_from_db()
     return find(operation.kind).handler(Context(operation, operation.lease_token, 1, 300))
+
+
+def test_judgements_the_provider_failed_are_asked_again_and_only_those(ai, api):
+    batch_id = create(api, [essay(i) for i in range(6)])
+    run(api, batch_id, "ai_feedback")
+    drain(batch_id)
+    run(api, batch_id)
+    cj = Operation.objects.get(kind="batches.cj_assessment")
+    ai.faults(region="eu-west", sequence=[200, 503, 200, 503])  # two of twelve pairs fail
+    assert runner.run(cj.pk) == "retry_scheduled"
+    cj.refresh_from_db()
+    assert len(cj.checkpoint["judgements"]) == 10 and cj.error_code == "ai_unavailable"
+    drain(batch_id)
+    cj.refresh_from_db()
+    assert cj.status == "completed" and cj.attempt_count == 2
+    assert len(cj.result["judgements"]) == 12
