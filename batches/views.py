@@ -12,10 +12,11 @@ from batches import pipeline
 from batches.api import NewBatchSerializer
 from batches.models import Batch
 from batches.services import MAX_ESSAY_CHARS, MAX_ESSAYS, create_batch
+from operations.api.views import RetryThrottle
 from operations.chains import history_of
 from operations.models import Channel
 from operations.services import MAX_REASON_LENGTH, RetryRefused
-from operations.views import toast
+from operations.views import page_throttle, toast
 
 SEPARATOR = "---"
 MAX_UPLOAD_BYTES = 200_000
@@ -133,6 +134,7 @@ def batch_run(request, batch_id):
 
 @login_required
 @require_POST
+@page_throttle(RetryThrottle)
 def phase_retry(request, batch_id, phase):
     """The Retry phase form: the phase's failed items (or the chosen essays), with a reason."""
     batch = _batch(request, batch_id)

@@ -14,6 +14,19 @@ SECRET_KEY = env_str("DJANGO_SECRET_KEY", "rebound-local-only-insecure-key-chang
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
+# Behind HTTPS (a proxy that terminates TLS and sets X-Forwarded-Proto): DJANGO_SECURE=true
+# turns on secure cookies, HSTS and the redirect to HTTPS; each can be tuned on its own.
+SECURE = env_bool("DJANGO_SECURE", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if SECURE else None
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", SECURE)
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SESSION_COOKIE_SECURE", SECURE)
+CSRF_COOKIE_SECURE = env_bool("DJANGO_CSRF_COOKIE_SECURE", SECURE)
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31_536_000 if SECURE else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", SECURE)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", SECURE)
+# The probes answer over plain HTTP inside the network, whatever the redirect says.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -29,6 +42,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "django_q",
+    "health_check",
     "operations",
     "imports",
     "interviews",
@@ -189,6 +203,8 @@ REBOUND = {
     "METRICS_TOKEN": env_str("REBOUND_METRICS_TOKEN", ""),
     # Cells of one job in flight at once, so one job cannot take every worker.
     "JOB_CONCURRENCY": env_int("REBOUND_JOB_CONCURRENCY", 4, minimum=1),
+    # /readyz wants a dispatcher heartbeat at most this old.
+    "READY_DISPATCHER_SECONDS": env_float("REBOUND_READY_DISPATCHER_SECONDS", 5.0, minimum=1.0),
     # The port `manage.py run` serves the web app on.
     "WEB_PORT": env_int("PORT", 8000, minimum=1),
 }
@@ -224,6 +240,10 @@ INFERENCE = {
     "READ_TIMEOUT": env_float("REBOUND_INFERENCE_READ_TIMEOUT", 20.0, minimum=0.1),
     "DEADLINE": env_float("REBOUND_INFERENCE_DEADLINE", 25.0, minimum=0.1),
     "MAX_RESPONSE_BYTES": env_int("REBOUND_INFERENCE_MAX_BYTES", 1_000_000, minimum=1024),
+    # Asked by /readyz: the local service's /health by default; empty to leave it out
+    # (a hosted provider has no such URL).
+    "HEALTH_URL": env_str("REBOUND_INFERENCE_HEALTH_URL",
+                          "" if env_str("REBOUND_INFERENCE_URL") else "http://127.0.0.1:8001/health"),
     # The regions the inference router serves (X-Region); jobs and sessions choose from these.
     "REGIONS": env_list("REBOUND_INFERENCE_REGIONS",
                         ["us-east", "eu-west", "asia-pacific", "demo-flaky"]),
@@ -238,5 +258,7 @@ IMPORTS = {
     "MAX_CONVERSATION_BYTES": env_int("REBOUND_CONVERSATION_MAX_BYTES", 32 * 1024 * 1024,
                                       minimum=1024),
     "CHECKPOINT_SECONDS": env_float("REBOUND_CHECKPOINT_SECONDS", 2.0, minimum=0.0),
+    # Per-user rate of uploads, on the page and through the API alike.
+    "UPLOAD_THROTTLE": env_str("REBOUND_UPLOAD_THROTTLE", "20/hour"),
 }
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # larger uploads spool to a temporary file

@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from operations import prometheus
+from operations import health, prometheus
 from operations.urls import notification_patterns
 
 urlpatterns = [
@@ -11,6 +11,8 @@ urlpatterns = [
     path("operations/", include("operations.urls")),
     path("notifications/", include(notification_patterns)),
     path("metrics", prometheus.scrape, name="metrics"),
+    path("healthz", health.liveness, name="healthz"),
+    path("readyz", health.readiness, name="readyz"),
     path("interviews/", include("interviews.urls")),
     path("jobs/", include("executions.urls")),
     path("batches/", include("batches.urls")),

@@ -17,9 +17,10 @@ from executions import grid, services
 from executions.api import NewJobSerializer, with_progress
 from executions.models import Execution, Job
 from operations import metrics
+from operations.api.views import RetryThrottle
 from operations.models import Channel
 from operations.services import MAX_REASON_LENGTH, RetryRefused, check_reason
-from operations.views import toast
+from operations.views import page_throttle, toast
 
 # A poll asks for the cells changed since its last answer, with this much overlap: a change
 # committed late with an earlier timestamp is sent again rather than missed.
@@ -118,6 +119,7 @@ def _respond_with_cell(request, job, cell, level, message):
 
 @login_required
 @require_POST
+@page_throttle(RetryThrottle)
 def cell_retry(request, job_id, execution_id):
     """The Retry (n/3) button of a cell: the cell (htmx) or the page again (no JavaScript)."""
     execution = _execution(request, job_id, execution_id)
@@ -156,6 +158,7 @@ def _skip_phrase(reason: str, n: int) -> str:
 
 
 @login_required
+@page_throttle(RetryThrottle)
 def job_retry_failed(request, job_id):
     """"Retry all failed": GET shows the preview (a dry run), POST retries (staggered)."""
     job = _job(request, job_id)

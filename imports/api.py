@@ -5,6 +5,7 @@ from rest_framework import serializers, status
 from rest_framework.decorators import api_view, parser_classes, throttle_classes
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
+from rest_framework.throttling import UserRateThrottle
 
 from imports.export_reader import ExportRejected, too_large
 from imports.models import Profile
@@ -15,6 +16,15 @@ from operations.api.serializers import OperationSerializer, ProblemSerializer, R
 from operations.api.views import RetryThrottle, api_retry
 
 PROBLEM = OpenApiResponse(ProblemSerializer)
+
+
+class UploadThrottle(UserRateThrottle):
+    """Per-user limit on uploads (the page and the API share it); its 429 says `throttled`."""
+
+    scope = "upload"
+
+    def get_rate(self):
+        return settings.IMPORTS["UPLOAD_THROTTLE"]
 
 
 class FullPassSerializer(serializers.Serializer):
@@ -45,6 +55,7 @@ class ProfileSerializer(serializers.ModelSerializer):
     responses={202: ProfileSerializer, 400: PROBLEM, 413: PROBLEM})
 @api_view(["POST"])
 @parser_classes([MultiPartParser])
+@throttle_classes([UploadThrottle])
 def upload_export(request):
     """Upload a ChatGPT or Claude export (ZIP or conversations.json); 202 with the profile."""
     try:

@@ -49,9 +49,14 @@ class Profile(models.Model):
 
     @property
     def full_pass_status(self) -> str | None:
-        """pending / processing / complete / failed, as users and the API see it."""
+        """pending / processing / complete / failed, as users and the API see it. A retry
+        waiting for its worker is already processing: it resumes where the pass stopped."""
         operation = self.full_pass
-        return FULL_PASS_STATUS[operation.status] if operation else None
+        if operation is None:
+            return None
+        if operation.status == Status.PENDING and operation.is_retry:
+            return "processing"
+        return FULL_PASS_STATUS[operation.status]
 
 
 class MemoryFact(models.Model):

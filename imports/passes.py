@@ -237,6 +237,11 @@ def _read_one(item, size, checkpoint, seen: set) -> list:
 def _save(context, profile, sha256, facts, checkpoint, total) -> None:
     """Facts and the checkpoint that covers them, in one transaction. If the lease is gone,
     heartbeat raises and the facts roll back with it."""
+    if total is None:
+        # The full pass started before the quick pass counted the conversations: the total
+        # (and so the progress bar and its estimate) appears as soon as the count is known.
+        total = Profile.objects.filter(pk=profile.pk).values_list("conversation_count",
+                                                                  flat=True).first()
     with transaction.atomic():
         MemoryFact.objects.bulk_create([
             MemoryFact(profile=profile, export_sha256=sha256, category=f.category,

@@ -8,18 +8,27 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from imports.api import UploadThrottle
 from imports.export_reader import ExportRejected, too_large
 from imports.models import Profile
 from imports.passes import accept_upload
-from operations.models import Operation
-from operations.views import retry_from_page
+from operations.api.views import RetryThrottle
+from operations.models import Notification, Operation
+from operations.views import page_throttle, retry_from_page
 
 
-def banner_context(profile: Profile | None) -> dict:
+DISMISSED = "dismissed_failure"
+
+
+def banner_context(profile: Profile | None, request=None) -> dict:
     operation = profile.full_pass if profile else None
-    return {"profile": profile, "full_pass": operation,
-            "full_pass_status": profile.full_pass_status if profile else None,
-            "eta_seconds": _eta_seconds(operation)}
+    status = profile.full_pass_status if profile else None
+    # A dismissed failure stays hidden; another failure (a retry that failed, a new upload's
+    # pass) is another operation, and its banner shows again.
+    dismissed = (status == "failed" and request is not None
+                 and request.session.get(DISMISSED) == str(operation.pk))
+    return {"profile": profile, "full_pass": operation, "full_pass_status": status,
+            "dismissed": dismissed, "eta_seconds": _eta_seconds(operation)}
 
 
 def _eta_seconds(operation) -> int | None:
@@ -37,10 +46,13 @@ def _eta_seconds(operation) -> int | None:
 
 def render_dashboard(request, upload_error: ExportRejected | None = None):
     profile = Profile.objects.filter(user=request.user).first()
-    context = banner_context(profile)
+    context = banner_context(profile, request)
     if request.htmx and request.GET.get("part") == "banner":
         return render(request, "imports/dashboard.html#full-pass-banner", context)
     context.update(recent=Operation.objects.filter(owner=request.user)[:8],
+                   failures=Notification.objects.filter(
+                       owner=request.user, read_at__isnull=True,
+                       event=Notification.Event.FAILED).select_related("operation")[:5],
                    max_upload_mb=settings.IMPORTS["MAX_UPLOAD_BYTES"] // (1024 * 1024),
                    upload_error=upload_error)
     return render(request, "imports/dashboard.html", context,
@@ -53,8 +65,14 @@ def dashboard(request):
     return render_dashboard(request)
 
 
+def _upload_throttled(request, message):
+    return render_dashboard(request, upload_error=ExportRejected("throttled", message,
+                                                                 status=429))
+
+
 @login_required
 @require_POST
+@page_throttle(UploadThrottle, refused=_upload_throttled)
 def upload(request):
     """Accept an export (page form). Refusals re-render the dashboard with what to do."""
     try:
@@ -72,6 +90,7 @@ def upload(request):
 
 @login_required
 @require_POST
+@page_throttle(RetryThrottle)
 def retry_full_pass(request):
     """The "Retry deep memory" button: answers with the banner (htmx) or a redirect."""
     profile = Profile.objects.filter(user=request.user).first()
@@ -80,7 +99,21 @@ def retry_full_pass(request):
 
     def render_banner(operation):
         return render(request, "imports/dashboard.html#full-pass-banner",
-                      banner_context(Profile.objects.get(pk=profile.pk)))
+                      banner_context(Profile.objects.get(pk=profile.pk), request))
 
     return retry_from_page(request, profile.full_pass.pk, render_panel=render_banner,
                            redirect_to=lambda operation: "imports:dashboard")
+
+
+@login_required
+@require_POST
+def dismiss_failure(request):
+    """Hide the failure banner of the full pass that failed; it shows again for the next."""
+    profile = Profile.objects.filter(user=request.user).first()
+    if profile is None or profile.full_pass is None:
+        raise Http404("No full pass.")
+    request.session[DISMISSED] = str(profile.full_pass.pk)
+    if request.htmx:
+        return render(request, "imports/dashboard.html#full-pass-banner",
+                      banner_context(profile, request))
+    return redirect("imports:dashboard")

@@ -49,6 +49,14 @@ class InterviewTurn(models.Model):
         return f"turn-{self.pk}"
 
     @property
+    def question_failed_heading(self) -> str:
+        return f"Question {self.number} could not be written"
+
+    @property
+    def feedback_failed_heading(self) -> str:
+        return f"Feedback on question {self.number} could not be written"
+
+    @property
     def busy(self) -> bool:
         """Is a question or feedback still being made (so the page should poll)?"""
         return any(op is not None and not op.is_terminal

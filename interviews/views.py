@@ -7,7 +7,8 @@ from django.views.decorators.http import require_POST
 
 from interviews.models import InterviewSession, InterviewTurn
 from interviews.services import answer_question, ask_next_question, start_session
-from operations.views import retry_from_page
+from operations.api.views import RetryThrottle
+from operations.views import page_throttle, retry_from_page
 
 
 class StartForm(forms.Form):
@@ -82,6 +83,7 @@ def next_question(request, session_id):
 
 @login_required
 @require_POST
+@page_throttle(RetryThrottle)
 def turn_retry(request, session_id, turn_id, operation_id):
     """Retry the turn's failed question or feedback; answer with the refreshed turn."""
     turn = _turn(request, session_id, turn_id)

@@ -14,7 +14,7 @@ from django.db.models.functions import Now
 
 from operations import delivery, followups, notifications
 from operations.lease import holder_is_dead, this_host
-from operations.models import Operation, Status, db_now_plus
+from operations.models import Host, Operation, Status, db_now_plus
 
 log = logging.getLogger("rebound.dispatcher")
 BATCH = 200
@@ -82,9 +82,12 @@ def run_forever(tick: float | None = None, sweep_every: float = 0.5, notify_ever
     """Release due retries every tick; recover, re-deliver and run left-over follow-ups every
     `sweep_every` seconds; send due notification digests and alerts every `notify_every`."""
     tick = tick or settings.REBOUND["DISPATCH_TICK_SECONDS"]
-    last_sweep = last_notify = 0.0
+    last_sweep = last_notify = last_beat = 0.0
     while stop is None or not stop.is_set():
         try:
+            if time.monotonic() - last_beat >= 1.0:
+                Host.beat(this_host())
+                last_beat = time.monotonic()
             release_due()
             if time.monotonic() - last_sweep >= sweep_every:
                 recover_lost()

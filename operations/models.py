@@ -175,7 +175,10 @@ class Operation(models.Model):
                 status=Status.PROCESSING, lease_token=token, lease_holder=holder,
                 lease_expires_at=db_now_plus(lease_seconds()),
                 attempt_count=F("attempt_count") + 1, next_attempt_at=None,
-                started_at=Coalesce("started_at", Now()), updated_at=Now())
+                started_at=Coalesce("started_at", Now()), updated_at=Now(),
+                # The previous attempt's error belongs to that attempt (its Attempt row keeps
+                # it); the operation is running again and no longer shows it.
+                error_code="", error_message="", error_detail="")
             if not won:
                 # Another delivery claimed it first, it was cancelled, or our copy is stale.
                 return None
@@ -389,3 +392,27 @@ class SendWindow(models.Model):
 
     def __str__(self):
         return self.key
+
+
+class Host(models.Model):
+    """A host's dispatcher, as the others see it: the heartbeat it writes every second.
+    Readiness asks for a recent one."""
+
+    name = models.CharField(max_length=200, unique=True)
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField()
+    # Set when the dispatcher stops on purpose (a clean handover), cleared when it starts.
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return self.name
+
+    @classmethod
+    def beat(cls, name: str) -> None:
+        """This host's dispatcher is alive (database clock)."""
+        if not cls.objects.filter(name=name).update(beat_at=Now(), stopped_at=None):
+            cls.objects.get_or_create(name=name, defaults={"started_at": Now(), "beat_at": Now()})
+
+    @classmethod
+    def stop(cls, name: str) -> None:
+        cls.objects.filter(name=name).update(stopped_at=Now())

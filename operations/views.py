@@ -1,20 +1,49 @@
 """Operation pages. One view renders the whole page, or its status panel for htmx."""
 import json
 from datetime import timedelta
+from functools import wraps
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from operations import metrics
+from operations.api.views import RetryThrottle
 from operations.errors import what_to_do
 from operations.models import Channel, Notification, Operation
 from operations.services import (RetryRefused, check_retryable, find_for, max_manual_retries,
                                  retry_operation)
+
+
+def page_throttle(throttle_class, refused=None):
+    """Decorator: a page view refuses a burst exactly as the API does (same rate, same
+    budget per user). `refused(request, message)` renders the refusal for pages that show it
+    in place (an upload form); otherwise htmx gets a toast and plain forms a message."""
+
+    def decorate(view):
+        @wraps(view)
+        def wrapped(request, *args, **kwargs):
+            throttle = throttle_class()
+            if request.method != "POST" or throttle.allow_request(request, None):
+                return view(request, *args, **kwargs)
+            wait = max(1, int(throttle.wait() or 1))
+            message = f"Too many requests. Try again in {wait} seconds."
+            if refused is not None:
+                return refused(request, message)
+            if request.htmx:
+                response = toast(HttpResponse(status=429), "error", message)
+                response["HX-Reswap"] = "none"
+                return response
+            messages.error(request, message)
+            return redirect(request.headers.get("Referer") or "/")
+
+        return wrapped
+
+    return decorate
 
 
 def toast(response, level: str, message: str):
@@ -95,6 +124,7 @@ def retry_from_page(request, operation_id, *, render_panel, redirect_to):
 
 @login_required
 @require_POST
+@page_throttle(RetryThrottle)
 def operation_retry(request, operation_id):
     """The Retry button on the operation page."""
 

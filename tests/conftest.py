@@ -48,6 +48,14 @@ def web(client, user):
 
 
 @pytest.fixture(autouse=True)
+def fresh_throttles():
+    """Throttle counts live in the cache: each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     # The default PBKDF2 costs ~0.5 s per user; tests do not test hashing strength.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -13,7 +13,10 @@
   document.addEventListener("toast", function (event) {
     show(event.detail.level || "info", event.detail.message || "");
   });
-  document.addEventListener("htmx:responseError", function () {
+  document.addEventListener("htmx:responseError", function (event) {
+    // A refusal that says why (a 429 with its own toast) needs no second, vaguer one.
+    var trigger = event.detail.xhr && event.detail.xhr.getResponseHeader("HX-Trigger");
+    if (trigger && trigger.indexOf("toast") !== -1) return;
     show("error", "Something went wrong. Please try again.");
   });
   document.addEventListener("htmx:sendError", function () {

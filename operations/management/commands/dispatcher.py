@@ -5,6 +5,8 @@ import threading
 from django.core.management.base import BaseCommand
 
 from operations import dispatcher
+from operations.lease import this_host
+from operations.models import Host
 
 
 class Command(BaseCommand):
@@ -22,3 +24,5 @@ class Command(BaseCommand):
             signal.signal(sig, lambda *_: stop.set())
         logging.getLogger("rebound.dispatcher").info("dispatcher started")
         dispatcher.run_forever(stop=stop)
+        # Stopped on purpose: say so, so that nobody waits for this host's heartbeat.
+        Host.stop(this_host())
