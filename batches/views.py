@@ -83,7 +83,7 @@ def batch_new(request):
             errors.setdefault("essays", []).extend(problems)
     return render(request, "batches/new.html", {
         "values": values, "errors": errors, "regions": settings.INFERENCE["REGIONS"],
-        "max_essays": MAX_ESSAYS, "max_chars": MAX_ESSAY_CHARS}, status=400 if errors else 200)
+        "max_essays": MAX_ESSAYS, "max_chars": MAX_ESSAY_CHARS})
 
 
 def _messages(problem) -> list[str]:

@@ -1,7 +1,9 @@
 """Every route of Rebound: pages, the admin and the API."""
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from operations import health, prometheus
 from operations.urls import notification_patterns
@@ -11,6 +13,7 @@ urlpatterns = [
     path("operations/", include("operations.urls")),
     path("notifications/", include(notification_patterns)),
     path("metrics", prometheus.scrape, name="metrics"),
+    path("favicon.ico", RedirectView.as_view(url=static("rebound/favicon.svg"), permanent=True)),
     path("healthz", health.liveness, name="healthz"),
     path("readyz", health.readiness, name="readyz"),
     path("interviews/", include("interviews.urls")),

@@ -64,8 +64,7 @@ def job_new(request):
             return redirect(job)
         errors = {name: [str(e) for e in _flatten(problems)] for name, problems in form.errors.items()}
     return render(request, "executions/new.html", {
-        "values": values, "errors": errors, "regions": settings.INFERENCE["REGIONS"]},
-        status=400 if errors else 200)
+        "values": values, "errors": errors, "regions": settings.INFERENCE["REGIONS"]})
 
 
 def _flatten(problems):

@@ -49,9 +49,10 @@ def accept_upload(user, upload, name: str = "", fault: dict | None = None) -> Pr
             profile.memory_markdown = ""
             source = {"profile_id": profile.pk, "storage_key": key, "sha256": info.sha256,
                       "file_type": info.file_type, "member": info.member}
+            if fault:
+                source["fault"] = fault  # drills and the demo, see _injected_fault
             profile.quick_pass_operation = submit("imports.quick_pass", user, source)
-            full_input = {**source, "fault": fault} if fault else source
-            profile.full_pass_operation = submit("imports.full_pass", user, full_input)
+            profile.full_pass_operation = submit("imports.full_pass", user, source)
             profile.save()
     except BaseException:
         default_storage.delete(key)
@@ -118,6 +119,8 @@ def quick_pass(context):
                 if not instructions and _mentions_instructions(item):
                     instructions = normalize(item).custom_instructions
                 context.heartbeat(done=count)
+                if (context.input.get("fault") or {}).get("quick_pace"):
+                    time.sleep(context.input["fault"]["quick_pace"])  # drills: a slow count
     except (ijson.JSONError, ExportRejected, EOFError, OSError) as exc:
         raise _damaged(exc) from None
     summary = _summary(count, messages, first, last, titles)
@@ -263,8 +266,12 @@ def _save_on_failure(context, *args) -> None:
 def _injected_fault(context, index) -> None:
     """Fault injection for drills and the demo: input {"fault": {"at": k, "error":
     "transient"|"permanent", "retry_numbers": [0], "attempts": [1]}} fails before
-    conversation k on the listed manual-retry numbers and attempts."""
+    conversation k on the listed manual-retry numbers and attempts; {"pace": seconds,
+    "pace_from": k} reads each conversation from k on that much slower, so progress can be
+    watched."""
     fault = context.input.get("fault")
+    if fault and fault.get("pace") and index >= fault.get("pace_from", 0):
+        time.sleep(fault["pace"])
     if not fault or index != fault.get("at"):
         return
     if context.operation.retry_number not in fault.get("retry_numbers", [0]):

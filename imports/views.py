@@ -44,19 +44,29 @@ def _eta_seconds(operation) -> int | None:
     return round(elapsed / done_now * max(operation.progress_total - operation.progress_done, 0))
 
 
+def export_context(profile: Profile | None) -> dict:
+    quick = profile.quick_pass_operation.latest_in_chain() if (
+        profile and profile.quick_pass_operation) else None
+    return {"profile": profile, "counting": quick is not None and not quick.is_terminal}
+
+
 def render_dashboard(request, upload_error: ExportRejected | None = None):
     profile = Profile.objects.filter(user=request.user).first()
-    context = banner_context(profile, request)
-    if request.htmx and request.GET.get("part") == "banner":
+    context = {**banner_context(profile, request), **export_context(profile)}
+    part = request.GET.get("part") if request.htmx else None
+    if part == "banner":
         return render(request, "imports/dashboard.html#full-pass-banner", context)
+    if part == "export":
+        return render(request, "imports/dashboard.html#export-summary", context)
     context.update(recent=Operation.objects.filter(owner=request.user)[:8],
                    failures=Notification.objects.filter(
                        owner=request.user, read_at__isnull=True,
                        event=Notification.Event.FAILED).select_related("operation")[:5],
                    max_upload_mb=settings.IMPORTS["MAX_UPLOAD_BYTES"] // (1024 * 1024),
                    upload_error=upload_error)
-    return render(request, "imports/dashboard.html", context,
-                  status=upload_error.status if upload_error else 200)
+    # A refused upload re-renders the page with the reason next to the form (200, as a form
+    # with errors is: the browser has nothing to report as a failed load).
+    return render(request, "imports/dashboard.html", context)
 
 
 @login_required

@@ -35,7 +35,9 @@ def page_throttle(throttle_class, refused=None):
             if refused is not None:
                 return refused(request, message)
             if request.htmx:
-                response = toast(HttpResponse(status=429), "error", message)
+                # 200 with nothing to swap: the toast says why (a 429 would also be logged
+                # by the browser as a failed load).
+                response = toast(HttpResponse(), "error", message)
                 response["HX-Reswap"] = "none"
                 return response
             messages.error(request, message)

@@ -128,7 +128,7 @@ def test_a_cells_history_lists_attempts_and_manual_retries(web, job):
 def test_the_new_job_form_shows_errors_next_to_the_fields(web):
     response = web.post("/jobs/new", {"title": "t", "questions": ""})
     page = response.content.decode()
-    assert response.status_code == 400
+    assert response.status_code == 200  # the form again, with the errors next to the fields
     assert 'id="job-regions-error"' in page and 'id="job-questions-error"' in page
     assert not Job.objects.exists()
 

@@ -118,5 +118,6 @@ def test_a_new_upload_replaces_the_old_file(api, user, storage, django_capture_o
 
 def test_the_upload_page_shows_the_refusal(web, storage):
     response = web.post("/imports/upload", {"file": upload_file(b"[]")})
-    assert response.status_code == 400
+    assert response.status_code == 200  # the form again, with the reason next to it
+    assert 'role="alert"' in response.content.decode()
     assert "no conversations in it" in response.content.decode()
