@@ -63,6 +63,10 @@ class Item:
         return "pending"
 
     @property
+    def phase_label(self) -> str:
+        return PHASE_LABELS[self.phase]
+
+    @property
     def status_label(self) -> str:
         return STATUS_LABELS[self.status]
 

@@ -19,7 +19,13 @@ def assert_fits_a_phone(page) -> None:
     page.set_viewport_size(PHONE)
     page.wait_for_timeout(100)
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-    assert overflow <= 0, f"{page.url} scrolls sideways by {overflow}px at 390 px"
+    if overflow > 0:
+        wide = page.evaluate("""() => [...document.querySelectorAll('body *')]
+            .filter(e => !(e.parentElement && e.parentElement.closest('.table-scroll')))
+            .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+            .slice(0, 6).map(e => e.tagName + '.' + e.className + ' ' +
+                              Math.round(e.getBoundingClientRect().right))""")
+        raise AssertionError(f"{page.url} scrolls sideways by {overflow}px at 390 px: {wide}")
     outside = page.evaluate("""() => [...document.querySelectorAll('button, a.button, input[type=submit]')]
         .filter(b => b.offsetParent !== null)
         .map(b => [b.textContent.trim(), b.getBoundingClientRect()])

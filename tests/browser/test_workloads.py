@@ -1,0 +1,190 @@
+"""The workloads in a real browser: a failed interview answer retried, Retry (1/3) in a job
+grid, Retry phase with a reason in a batch — each with JavaScript and without."""
+import pytest
+from playwright.sync_api import expect
+
+from batches.pipeline import request_pipeline
+from batches.services import create_batch
+from executions.models import Job
+from executions.services import create_job
+from interviews.services import start_session
+from operations.models import Operation, Status
+from tests.batches_helpers import essay
+from tests.browser.helpers import assert_not_reloaded, marker
+from tests.processes import wait_for
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def settled(queryset) -> bool:
+    return not queryset.exclude(status__in=[Status.COMPLETED, Status.FAILED]).exists()
+
+
+# --- interviews --------------------------------------------------------------------------------
+
+@pytest.fixture
+def failed_question(live, alice):
+    live.faults(region="demo-flaky", sequence=[400])  # refused: fails at once, for good
+    session = start_session(alice, "Caching", region="demo-flaky")
+    wait_for(lambda: session.turns.get().question_current.status == Status.FAILED, 20,
+             what="the question to fail")
+    return session
+
+
+def test_a_failed_interview_question_is_retried_from_its_panel(page, failed_question):
+    page.goto(f"/interviews/{failed_question.pk}/")
+    marker(page)
+    turn = page.locator("article")
+    expect(turn.get_by_role("heading", name="Question 1 could not be written")).to_be_visible()
+    expect(turn).to_contain_text("The AI service refused the request.")
+    turn.get_by_role("button", name="Retry (1/3)").click()
+    expect(page.locator("#toasts")).to_contain_text("Retry started.")
+    expect(turn.locator("blockquote.question")).to_contain_text("Caching", timeout=15_000)
+    expect(turn.get_by_label("Your answer")).to_be_visible()
+    assert_not_reloaded(page)
+
+
+def test_the_interview_retry_works_without_javascript(no_js_page, failed_question):
+    no_js_page.goto(f"/interviews/{failed_question.pk}/")
+    no_js_page.get_by_role("button", name="Retry (1/3)").click()
+    expect(no_js_page.locator("#toasts")).to_contain_text("Retry started.")
+    wait_for(lambda: failed_question.turns.get().question != "", 15, what="the question")
+    no_js_page.reload()
+    expect(no_js_page.locator("blockquote.question")).to_contain_text("Caching")
+
+
+# --- jobs --------------------------------------------------------------------------------------
+
+@pytest.fixture
+def failed_cells(live, alice):
+    """A job whose demo-flaky cells were refused (fail at once, for good)."""
+    live.faults(region="demo-flaky", error_rate=1.0, statuses=[400])
+    job = create_job(alice, title="Regions", model="m", regions=["us-east", "demo-flaky"],
+                     questions=["What is a lease?", "Why jitter?"])
+    wait_for(lambda: job.executions.filter(operation__isnull=False).count() == 4
+             and settled(Operation.objects.filter(input__job_id=job.pk)), 30,
+             what="the job to finish")
+    live.faults(region="demo-flaky", error_rate=0.0)
+    return job
+
+
+def test_retry_1_of_3_in_a_job_grid_updates_the_cell_without_reloading(page, failed_cells):
+    page.goto(f"/jobs/{failed_cells.pk}/")
+    marker(page)
+    cell = page.locator("td.cell-error").first
+    button = cell.locator("button.retry")
+    expect(button).to_have_accessible_name("Retry (1/3) demo-flaky, question 1")
+    button.click()
+    expect(page.locator("#toasts")).to_contain_text("Retry started: demo-flaky × question 1.")
+    expect(page.locator("td.cell-completed")).to_have_count(3, timeout=15_000)
+    expect(page.locator("#job-summary")).to_contain_text("3 completed")
+    assert_not_reloaded(page)
+
+
+def test_retry_all_failed_previews_then_retries_every_failed_cell(page, failed_cells):
+    page.goto(f"/jobs/{failed_cells.pk}/")
+    page.get_by_role("link", name="Retry all failed").click()
+    preview = page.locator("#retry-preview")
+    expect(preview).to_contain_text("2 failed: 2 error.")
+    preview.get_by_label("Reason (optional)").fill("provider fixed the 400s")
+    preview.get_by_role("button", name="Retry 2").click()
+    expect(page.locator("#bulk-panel")).to_contain_text("Retried 2.")
+    expect(page.locator("td.cell-completed")).to_have_count(4, timeout=15_000)
+    assert set(Operation.objects.filter(is_retry=True).values_list("retry_reason", flat=True)) \
+        == {"provider fixed the 400s"}
+
+
+def test_the_job_grid_works_without_javascript(no_js_page, failed_cells):
+    page = no_js_page
+    page.goto(f"/jobs/{failed_cells.pk}/")
+    page.locator("td.cell-error button.retry").first.click()
+    expect(page.locator("#toasts")).to_contain_text("Retry started")
+    page.get_by_role("link", name="Retry all failed").click()
+    expect(page.locator("#retry-preview")).to_contain_text("1 failed: 1 error.")
+    page.get_by_role("button", name="Retry 1").click()
+    expect(page.locator("#toasts")).to_contain_text("Retried 1.")
+    wait_for(lambda: settled(Operation.objects.filter(input__job_id=failed_cells.pk)), 20,
+             what="the retries")
+    page.reload()
+    expect(page.locator("td.cell-completed")).to_have_count(4)
+    page.locator("td a.history-link").first.click()
+    expect(page.get_by_role("heading", name="Attempts")).to_be_visible()
+
+
+def test_a_new_job_from_the_form_fills_its_grid(page, live):
+    page.goto("/jobs/new")
+    page.get_by_label("Title").fill("Two regions")
+    page.get_by_label("us-east").check()
+    page.get_by_label("eu-west").check()
+    page.get_by_label("Questions, one per line").fill("First?\nSecond?")
+    page.get_by_role("button", name="Start the job").click()
+    expect(page.locator("td.cell-completed")).to_have_count(4, timeout=20_000)
+    assert Job.objects.get().regions == ["us-east", "eu-west"]
+
+
+def test_the_retry_button_can_be_reached_and_pressed_with_the_keyboard(page, failed_cells):
+    page.goto(f"/jobs/{failed_cells.pk}/")
+    target = page.locator("td.cell-error button.retry").first
+    for _ in range(80):
+        page.keyboard.press("Tab")
+        if target.evaluate("b => b === document.activeElement"):
+            break
+    else:
+        raise AssertionError("Tab never reached the Retry button")
+    outline = target.evaluate("b => getComputedStyle(b).outlineStyle + ' ' + "
+                              "getComputedStyle(b).outlineWidth")
+    assert outline.split()[0] != "none" and outline.split()[1] != "0px", outline
+    page.keyboard.press("Enter")
+    expect(page.locator("#toasts")).to_contain_text("Retry started")
+
+
+# --- batches -----------------------------------------------------------------------------------
+
+@pytest.fixture
+def failed_feedback(live, alice):
+    live.faults(region="asia-pacific", error_rate=1.0, statuses=[503])  # through 4 attempts
+    batch = create_batch(alice, title="Essays", region="asia-pacific",
+                         essays=[essay(i) for i in range(3)])
+    request_pipeline(batch, "cj_assessment")
+    wait_for(lambda: Operation.objects.filter(kind="batches.ai_feedback",
+                                              status=Status.FAILED).count() == 3, 40,
+             what="the AI feedback to fail")
+    live.faults(region="asia-pacific", error_rate=0.0)
+    return batch
+
+
+def test_retry_phase_with_a_reason_continues_to_the_ranking(page, failed_feedback):
+    page.goto(f"/batches/{failed_feedback.pk}/")
+    marker(page)
+    form = page.locator("form.retry-phase")
+    reason = form.get_by_label("Reason (optional)")
+    reason.fill("x" * 42)
+    expect(form).to_contain_text("42 / 500")  # the live counter
+    reason.fill("the provider is back")
+    form.get_by_role("button", name="Retry phase").click()
+    expect(page.locator("#toasts")).to_contain_text("Retrying 3 of AI feedback.")
+    expect(page.get_by_role("heading", name="Ranking")).to_be_visible(timeout=30_000)
+    expect(page.locator("ol.ranking li")).to_have_count(3)
+    expect(page.locator("#batch-grid")).to_contain_text("after a retry: “the provider is back”")
+    assert_not_reloaded(page)
+
+
+def test_the_batch_page_works_without_javascript(no_js_page, failed_feedback):
+    page = no_js_page
+    page.goto(f"/batches/{failed_feedback.pk}/")
+    page.get_by_label("Reason (optional)").fill("again")
+    page.get_by_role("button", name="Retry phase").click()
+    expect(page.locator("#toasts")).to_contain_text("Retrying 3 of AI feedback.")
+    wait_for(lambda: Operation.objects.filter(kind="batches.cj_assessment",
+                                              status=Status.COMPLETED).exists(), 30,
+             what="the ranking")
+    page.reload()
+    expect(page.get_by_role("heading", name="Ranking")).to_be_visible()
+
+
+def test_a_new_batch_from_pasted_essays(page, live):
+    page.goto("/batches/new")
+    page.get_by_label("Title").fill("Pasted")
+    page.get_by_label("Essays, separated by").fill(f"{essay(0)}\n---\n{essay(1)}")
+    page.get_by_role("button", name="Create the batch").click()
+    expect(page.get_by_role("heading", name="Ranking")).to_be_visible(timeout=30_000)
