@@ -88,6 +88,7 @@ def test_check_deploy_is_clean_with_the_production_settings_the_readme_documents
            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
            "DJANGO_ALLOWED_HOSTS": "rebound.example.com",
            "DJANGO_CSRF_TRUSTED_ORIGINS": "https://rebound.example.com"}
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by the browser tests' process only
     result = subprocess.run([sys.executable, "manage.py", "check", "--deploy",
                              "--fail-level", "WARNING"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=60)

@@ -16,10 +16,6 @@ import requests
 
 from tests.processes import ROOT, kill_group, process_env, wait_for
 
-# Playwright's sync API keeps an event loop running in this thread, which Django takes for
-# async code calling the ORM; the test's own database work here is ordinary synchronous code.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--disable-dev-shm-usage"]
@@ -38,6 +34,16 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def synchronous_orm_beside_playwright():
+    # Playwright's sync API keeps an event loop running in this thread, which Django takes for
+    # async code calling the ORM; a browser test's own database work is ordinary sync code.
+    # (Processes the tests start never inherit it: tests.processes.process_env drops it.)
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    yield
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
 @pytest.fixture(scope="session")
