@@ -2,7 +2,7 @@
 essay, retry a phase (with a reason). Owner-scoped: another user's batch is the same 404 as an
 unknown id."""
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -10,16 +10,17 @@ from rest_framework.response import Response
 from batches import pipeline
 from batches.models import Batch
 from batches.services import MAX_ESSAY_CHARS, MAX_ESSAYS, create_batch
+from operations.api.fields import StrictBooleanField, StrictCharField, StrictIntegerField
 from operations.api.idempotency import respond_once
 from operations.api.problems import refusal
+from operations.api.schema import IDEMPOTENT, contract
 from operations.api.serializers import (BulkRetryReportSerializer, ChainFieldsMixin,
-                                        ErrorSummarySerializer, ProblemSerializer)
+                                        ErrorSummarySerializer)
 from operations.api.views import IDEMPOTENCY_KEY, RetryThrottle, invalid
 from operations.errors import what_to_do
 from operations.models import Channel
 from operations.services import MAX_REASON_LENGTH, RetryRefused, lookup
 
-PROBLEM = OpenApiResponse(ProblemSerializer)
 
 
 class ItemErrorSerializer(ErrorSummarySerializer):
@@ -104,11 +105,11 @@ class BatchDetailSerializer(BatchSerializer):
 
 
 class NewBatchSerializer(serializers.Serializer):
-    title = serializers.CharField(max_length=200)
+    title = StrictCharField(max_length=200)
     essays = serializers.ListField(
-        child=serializers.CharField(max_length=MAX_ESSAY_CHARS), allow_empty=False,
+        child=StrictCharField(max_length=MAX_ESSAY_CHARS), allow_empty=False,
         max_length=MAX_ESSAYS)
-    region = serializers.CharField(required=False, allow_blank=True, default="")
+    region = StrictCharField(required=False, allow_blank=True, default="")
 
     def validate_region(self, region):
         if region and region not in settings.INFERENCE["REGIONS"]:
@@ -119,9 +120,9 @@ class NewBatchSerializer(serializers.Serializer):
 
 
 class PipelineRequestSerializer(serializers.Serializer):
-    requested_pipeline = serializers.CharField(help_text=f"One of {', '.join(pipeline.PHASES)}.")
-    is_retry = serializers.BooleanField(required=False, default=False)
-    retry_reason = serializers.CharField(required=False, allow_null=True, allow_blank=True,
+    requested_pipeline = StrictCharField(help_text=f"One of {', '.join(pipeline.PHASES)}.")
+    is_retry = StrictBooleanField(required=False, default=False)
+    retry_reason = StrictCharField(required=False, allow_null=True, allow_blank=True,
                                          default=None, max_length=MAX_REASON_LENGTH,
                                          trim_whitespace=False)
 
@@ -134,10 +135,10 @@ class PipelineAcceptedSerializer(serializers.Serializer):
 
 
 class RetryPhaseSerializer(serializers.Serializer):
-    phase = serializers.CharField()
-    essay_ids = serializers.ListField(child=serializers.IntegerField(), required=False,
+    phase = StrictCharField()
+    essay_ids = serializers.ListField(child=StrictIntegerField(), required=False,
                                       allow_empty=False)
-    retry_reason = serializers.CharField(required=False, allow_null=True, allow_blank=True,
+    retry_reason = StrictCharField(required=False, allow_null=True, allow_blank=True,
                                          default=None, max_length=MAX_REASON_LENGTH,
                                          trim_whitespace=False)
 
@@ -165,13 +166,17 @@ class BatchViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return lookup(lambda: self.get_queryset().get(pk=self.kwargs["pk"]),
                       "No batch with that id.")
 
-    @extend_schema(responses={200: BatchDetailSerializer, 404: PROBLEM})
+    @extend_schema(responses=contract({200: BatchSerializer(many=True)}, "invalid"))
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(responses=contract({200: BatchDetailSerializer}, "not_found"))
     def retrieve(self, request, pk=None):
         """Every phase of every essay: status, error, output and retry fields; the ranking."""
         return Response(detail(self.get_object()))
 
-    @extend_schema(request=NewBatchSerializer, responses={201: BatchDetailSerializer,
-                                                          400: PROBLEM})
+    @extend_schema(request=NewBatchSerializer,
+                   responses=contract({201: BatchDetailSerializer}, "invalid", body=True))
     def create(self, request):
         """Submit essays; nothing runs until the pipeline is requested."""
         form = NewBatchSerializer(data=request.data)
@@ -180,8 +185,10 @@ class BatchViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return Response(detail(batch), status=status.HTTP_201_CREATED)
 
     @extend_schema(request=PipelineRequestSerializer, parameters=[IDEMPOTENCY_KEY],
-                   responses={202: PipelineAcceptedSerializer, 400: PROBLEM, 404: PROBLEM,
-                              409: PROBLEM, 429: PROBLEM})
+                   responses=contract({202: PipelineAcceptedSerializer}, "invalid",
+                                      "reason_too_long", "unknown_phase", "not_found",
+                                      "phase_not_ready", "nothing_to_retry", "throttled",
+                                      *IDEMPOTENT, body=True))
     @action(detail=True, methods=["post"], throttle_classes=[RetryThrottle])
     def pipeline(self, request, pk=None):
         """Run every phase up to and including `requested_pipeline`; with `is_retry`, retry
@@ -207,8 +214,10 @@ class BatchViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=RetryPhaseSerializer, parameters=[IDEMPOTENCY_KEY],
-                   responses={202: PhaseRetriedSerializer, 400: PROBLEM, 404: PROBLEM,
-                              409: PROBLEM, 429: PROBLEM})
+                   responses=contract({202: PhaseRetriedSerializer}, "invalid",
+                                      "reason_too_long", "unknown_phase", "batch_only_phase",
+                                      "unknown_essay", "not_found", "phase_not_ready",
+                                      "nothing_to_retry", "throttled", *IDEMPOTENT, body=True))
     @action(detail=True, methods=["post"], url_path="retry-phase",
             throttle_classes=[RetryThrottle])
     def retry_phase(self, request, pk=None):

@@ -20,7 +20,7 @@ urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     *router.urls,
-    path("imports/", imports_api.upload_export, name="imports-upload"),
+    path("imports/", imports_api.imports, name="imports"),
     path("imports/profile", imports_api.profile_detail, name="imports-profile"),
     path("imports/full-pass/retry", imports_api.retry_full_pass, name="imports-full-pass-retry"),
 ]

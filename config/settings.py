@@ -171,7 +171,10 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "operations.api.pagination.StrictLimitOffsetPagination",
+    # JSON bodies only (the upload takes multipart): what the schema documents is all that is
+    # read.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "operations.api.problems.problem_exception_handler",
 }
@@ -265,3 +268,6 @@ IMPORTS = {
     "UPLOAD_THROTTLE": env_str("REBOUND_UPLOAD_THROTTLE", "20/hour"),
 }
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # larger uploads spool to a temporary file
+# A batch of 500 essays of 20,000 characters is about 10 MB of JSON (up to 40 MB in UTF-8);
+# larger bodies (other than file uploads, which stream) are refused.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 48 * 1024 * 1024

@@ -24,3 +24,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(("config.api_router", "api"), namespace="api")),
 ]
+
+handler400 = "operations.views.bad_request"
+handler404 = "operations.views.not_found"
+handler500 = "operations.views.server_error"

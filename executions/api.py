@@ -1,23 +1,23 @@
 """The jobs API: create a job, follow its grid, read a cell's history, retry a cell or every
 failed one. Owner-scoped: another user's job or execution is the same 404 as an unknown id."""
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from executions import grid, services
 from executions.models import Execution, Job
+from operations.api.fields import StrictBooleanField, StrictCharField, StrictIntegerField
 from operations.api.idempotency import respond_once
 from operations.api.problems import problem, refusal
+from operations.api.schema import IDEMPOTENT, contract
 from operations.api.serializers import (BulkRetryReportSerializer, ChainFieldsMixin,
-                                        ChainHistoryMixin, ErrorSummarySerializer,
-                                        ProblemSerializer)
+                                        ChainHistoryMixin, ErrorSummarySerializer)
 from operations.api.views import IDEMPOTENCY_KEY, RetryThrottle, bulk_retry_response, invalid
 from operations.models import Channel
 from operations.services import MAX_REASON_LENGTH, RetryRefused, lookup
 
-PROBLEM = OpenApiResponse(ProblemSerializer)
 MAX_REGIONS, MAX_QUESTIONS, MAX_QUESTION_CHARS = 20, 200, 4000
 
 
@@ -75,12 +75,12 @@ class JobCreatedSerializer(JobSerializer):
 
 
 class NewJobSerializer(serializers.Serializer):
-    title = serializers.CharField(max_length=200)
-    model = serializers.CharField(max_length=100, required=False)
-    regions = serializers.ListField(child=serializers.CharField(max_length=40),
+    title = StrictCharField(max_length=200)
+    model = StrictCharField(max_length=100, required=False)
+    regions = serializers.ListField(child=StrictCharField(max_length=40),
                                     allow_empty=False, max_length=MAX_REGIONS)
     questions = serializers.ListField(
-        child=serializers.CharField(max_length=MAX_QUESTION_CHARS), allow_empty=False,
+        child=StrictCharField(max_length=MAX_QUESTION_CHARS), allow_empty=False,
         max_length=MAX_QUESTIONS)
 
     def validate_regions(self, regions):
@@ -95,15 +95,15 @@ class NewJobSerializer(serializers.Serializer):
 
 
 class RetryQuestionSerializer(serializers.Serializer):
-    region = serializers.CharField(max_length=40)
-    question_index = serializers.IntegerField(min_value=0)
-    reason = serializers.CharField(required=False, allow_blank=True, default="",
+    region = StrictCharField(max_length=40)
+    question_index = StrictIntegerField(min_value=0)
+    reason = StrictCharField(required=False, allow_blank=True, default="",
                                    max_length=MAX_REASON_LENGTH, trim_whitespace=False)
 
 
 class JobRetryFailedSerializer(serializers.Serializer):
-    dry_run = serializers.BooleanField(required=False, default=False)
-    reason = serializers.CharField(required=False, allow_blank=True, default="",
+    dry_run = StrictBooleanField(required=False, default=False)
+    reason = StrictCharField(required=False, allow_blank=True, default="",
                                    max_length=MAX_REASON_LENGTH, trim_whitespace=False)
 
 
@@ -132,15 +132,18 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return lookup(lambda: self.get_queryset().get(pk=self.kwargs["pk"]),
                          "No job with that id.")
 
+    @extend_schema(responses=contract({200: JobSerializer(many=True)}, "invalid"))
     def list(self, request, *args, **kwargs):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(JobSerializer(with_progress(page), many=True).data)
 
+    @extend_schema(responses=contract({200: JobSerializer}, "not_found"))
     def retrieve(self, request, *args, **kwargs):
         [job] = with_progress([self.get_object()])
         return Response(JobSerializer(job).data)
 
-    @extend_schema(request=NewJobSerializer, responses={201: JobCreatedSerializer, 400: PROBLEM})
+    @extend_schema(request=NewJobSerializer,
+                   responses=contract({201: JobCreatedSerializer}, "invalid", body=True))
     def create(self, request):
         """Create a job: one execution per (region, question) starts, a few at a time."""
         form = NewJobSerializer(data=request.data)
@@ -153,16 +156,18 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         job.progress = grid.progress_of(job.cells)
         return Response(JobCreatedSerializer(job).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses={200: ExecutionSerializer(many=True), 404: PROBLEM})
-    @action(detail=True, methods=["get"], url_path="executions/all")
+    @extend_schema(responses=contract({200: ExecutionSerializer(many=True)}, "not_found"))
+    @action(detail=True, methods=["get"], url_path="executions/all", pagination_class=None)
     def executions(self, request, pk=None):
         """Every cell of the job with its status, retry fields and answer (a constant number
         of queries, whatever the job's size)."""
         return Response(ExecutionSerializer(grid.cells_of(self.get_object()), many=True).data)
 
     @extend_schema(request=JobRetryFailedSerializer, parameters=[IDEMPOTENCY_KEY],
-                   responses={200: BulkRetryReportSerializer, 202: BulkRetryReportSerializer,
-                              400: PROBLEM, 404: PROBLEM, 429: PROBLEM})
+                   responses=contract({200: BulkRetryReportSerializer,
+                                       202: BulkRetryReportSerializer},
+                                      "invalid", "reason_too_long", "not_found", "throttled",
+                                      *IDEMPOTENT, body=True))
     @action(detail=True, methods=["post"], url_path="retry-failed",
             throttle_classes=[RetryThrottle])
     def retry_failed(self, request, pk=None):
@@ -193,7 +198,7 @@ class ExecutionViewSet(viewsets.GenericViewSet):
         return lookup(lambda: self.get_queryset().get(pk=self.kwargs["pk"]),
                          "No execution with that id.")
 
-    @extend_schema(responses={200: ExecutionDetailSerializer, 404: PROBLEM})
+    @extend_schema(responses=contract({200: ExecutionDetailSerializer}, "not_found"))
     @action(detail=True, methods=["get"])
     def details(self, request, pk=None):
         """The cell with every manual retry and every attempt of every operation in its chain,
@@ -204,8 +209,10 @@ class ExecutionViewSet(viewsets.GenericViewSet):
         return Response(ExecutionDetailSerializer(cell).data)
 
     @extend_schema(request=RetryQuestionSerializer, parameters=[IDEMPOTENCY_KEY],
-                   responses={202: ExecutionSerializer, 400: PROBLEM, 404: PROBLEM,
-                              409: PROBLEM, 429: PROBLEM})
+                   responses=contract({202: ExecutionSerializer}, "invalid", "reason_too_long",
+                                      "cell_mismatch", "not_found", "not_failed",
+                                      "already_retried", "input_missing", "retry_limit_reached",
+                                      "throttled", *IDEMPOTENT, body=True))
     @action(detail=True, methods=["post"], url_path="retry-question",
             throttle_classes=[RetryThrottle])
     def retry_question(self, request, pk=None):

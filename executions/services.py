@@ -72,7 +72,7 @@ def retry_cell(execution: Execution, *, by, channel: str, reason: str = "",
         raise RetryRefused(
             "not_failed", 409,
             f"Only a failed, timed-out or errored question can be retried; this one is "
-            f"{cell.status}.", {"status": cell.status})
+            f"{cell.status}.", {"current_status": cell.status})
     retry_operation(operation.pk, by=by, channel=channel, reason=reason, staff=staff)
     return cells_for([Execution.objects.get(pk=execution.pk)])[0]
 

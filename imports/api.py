@@ -1,6 +1,6 @@
 """The imports API: upload an export, read the profile, retry the full pass."""
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, parser_classes, throttle_classes
 from rest_framework.parsers import MultiPartParser
@@ -12,10 +12,9 @@ from imports.models import Profile
 from imports.passes import accept_upload
 from operations.api.idempotency import respond_once
 from operations.api.problems import problem
-from operations.api.serializers import OperationSerializer, ProblemSerializer, RetryRequestSerializer
-from operations.api.views import RetryThrottle, api_retry
-
-PROBLEM = OpenApiResponse(ProblemSerializer)
+from operations.api.schema import IDEMPOTENT, UPLOAD, contract
+from operations.api.serializers import OperationSerializer, RetryRequestSerializer
+from operations.api.views import IDEMPOTENCY_KEY, RetryThrottle, api_retry
 
 
 class UploadThrottle(UserRateThrottle):
@@ -25,6 +24,10 @@ class UploadThrottle(UserRateThrottle):
 
     def get_rate(self):
         return settings.IMPORTS["UPLOAD_THROTTLE"]
+
+    def allow_request(self, request, view):
+        # Listing imports costs nothing; only uploads count.
+        return request.method != "POST" or super().allow_request(request, view)
 
 
 class FullPassSerializer(serializers.Serializer):
@@ -50,14 +53,38 @@ class ProfileSerializer(serializers.ModelSerializer):
                 "sha256": profile.export_sha256, "uploaded_at": profile.uploaded_at}
 
 
+class ImportSerializer(serializers.Serializer):
+    """One stored export and how its two passes went."""
+
+    name = serializers.CharField(source="export_name")
+    type = serializers.CharField(source="export_type")
+    source = serializers.CharField(source="export_source")
+    size = serializers.IntegerField(source="export_size")
+    sha256 = serializers.CharField(source="export_sha256")
+    uploaded_at = serializers.DateTimeField()
+    conversation_count = serializers.IntegerField(allow_null=True)
+    full_pass_status = serializers.CharField(allow_null=True)
+
+
+@extend_schema(methods=["GET"], responses=contract({200: ImportSerializer(many=True)}))
 @extend_schema(
-    request=inline_serializer("ExportUpload", {"file": serializers.FileField()}),
-    responses={202: ProfileSerializer, 400: PROBLEM, 413: PROBLEM})
-@api_view(["POST"])
+    methods=["POST"],
+    request={"multipart/form-data": inline_serializer("ExportUpload",
+                                                      {"file": serializers.FileField()})},
+    responses=contract({202: ProfileSerializer}, *UPLOAD, "throttled", body=True))
+@api_view(["GET", "POST"])
 @parser_classes([MultiPartParser])
 @throttle_classes([UploadThrottle])
+def imports(request):
+    """GET: your imports (the export you uploaded last). POST: upload a ChatGPT or Claude
+    export (ZIP or conversations.json); 202 with the profile, both passes queued."""
+    if request.method == "GET":
+        profiles = Profile.objects.filter(user=request.user).exclude(export_key="")
+        return Response(ImportSerializer(profiles, many=True).data)
+    return upload_export(request)
+
+
 def upload_export(request):
-    """Upload a ChatGPT or Claude export (ZIP or conversations.json); 202 with the profile."""
     try:
         if int(request.META.get("CONTENT_LENGTH") or 0) > settings.IMPORTS["MAX_UPLOAD_BYTES"] + 65536:
             raise too_large()
@@ -70,7 +97,7 @@ def upload_export(request):
     return Response(ProfileSerializer(profile).data, status=status.HTTP_202_ACCEPTED)
 
 
-@extend_schema(responses={200: ProfileSerializer, 404: PROBLEM})
+@extend_schema(responses=contract({200: ProfileSerializer}, "no_profile"))
 @api_view(["GET"])
 def profile_detail(request):
     """Your profile: the export, the quick-pass results, the memory and the full pass."""
@@ -80,8 +107,10 @@ def profile_detail(request):
     return Response(ProfileSerializer(profile).data)
 
 
-@extend_schema(request=RetryRequestSerializer,
-               responses={202: OperationSerializer, 404: PROBLEM, 409: PROBLEM, 429: PROBLEM})
+@extend_schema(request=RetryRequestSerializer, parameters=[IDEMPOTENCY_KEY],
+               responses=contract({202: OperationSerializer}, "invalid", "reason_too_long",
+                                  "not_found", "not_failed", "already_retried", "input_missing",
+                                  "retry_limit_reached", "throttled", *IDEMPOTENT, body=True))
 @api_view(["POST"])
 @throttle_classes([RetryThrottle])
 def retry_full_pass(request):

@@ -94,7 +94,7 @@ def check_retryable(operation: Operation) -> None:
         raise RetryRefused(
             "not_failed", 409,
             f"Only a failed operation can be retried; this one is {operation.status}.",
-            {"status": operation.status})
+            {"current_status": operation.status})
     child = Operation.objects.filter(parent=operation).only("pk").first()
     if child is not None:
         raise already_retried(child)
@@ -225,5 +225,5 @@ def cancel_operation(operation_id, *, by, staff: bool = False) -> Operation:
         operation.refresh_from_db()
         raise RetryRefused("not_cancellable", 409,
                            f"Only a pending or scheduled operation can be cancelled; this one "
-                           f"is {operation.status}.", {"status": operation.status})
+                           f"is {operation.status}.", {"current_status": operation.status})
     return operation

@@ -213,3 +213,38 @@ def notifications_read_all(request):
         read_at=timezone.now())
     messages.success(request, f"Marked {marked} notification{'s' if marked != 1 else ''} as read.")
     return redirect("notifications:list")
+
+
+# --- errors outside any view -----------------------------------------------------------------
+
+def _problem_json(status: int, code: str, detail: str):
+    from django.http import JsonResponse
+
+    from operations.api.problems import TITLES
+
+    return JsonResponse({"type": f"about:blank#{code}", "title": TITLES.get(status, "Error"),
+                         "status": status, "code": code, "detail": detail},
+                        status=status, content_type="application/problem+json")
+
+
+def not_found(request, exception=None):
+    """A URL that matches nothing: a problem body under /api/, a page elsewhere."""
+    if request.path.startswith("/api/"):
+        return _problem_json(404, "not_found", "No such resource.")
+    return render(request, "404.html", status=404)
+
+
+def bad_request(request, exception=None):
+    """A request Django refused before any view (a body over the size limit, say)."""
+    if request.path.startswith("/api/"):
+        return _problem_json(400, "bad_request", "This request could not be read.")
+    return HttpResponse("<h1>Bad request</h1><p>This request could not be read.</p>",
+                        status=400)
+
+
+def server_error(request):
+    """Never a traceback: a problem body under /api/, a page elsewhere (the detail is logged)."""
+    if request.path.startswith("/api/"):
+        return _problem_json(500, "internal_error",
+                             "Something went wrong on our side. Try again later.")
+    return render(request, "500.html", status=500)

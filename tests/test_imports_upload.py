@@ -121,3 +121,11 @@ def test_the_upload_page_shows_the_refusal(web, storage):
     assert response.status_code == 200  # the form again, with the reason next to it
     assert 'role="alert"' in response.content.decode()
     assert "no conversations in it" in response.content.decode()
+
+
+def test_the_imports_list_shows_the_users_export_and_its_passes(api, user, storage):
+    assert api.get("/api/v1/imports/").json() == []
+    api.post("/api/v1/imports/", {"file": upload_file(sample_bytes())}, format="multipart")
+    [listed] = api.get("/api/v1/imports/").json()
+    assert listed["name"] == "conversations.json" and listed["type"] == "json"
+    assert listed["full_pass_status"] == "pending" and listed["size"] == len(sample_bytes())

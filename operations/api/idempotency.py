@@ -43,6 +43,8 @@ def _replay(record, digest):
     if record.status_code is None:
         return problem(409, "idempotency_in_progress",
                        "A request with this Idempotency-Key is still being handled. Try again shortly.")
-    response = Response(record.body, status=record.status_code)
+    response = Response(record.body, status=record.status_code,
+                        content_type="application/problem+json" if record.status_code >= 400
+                        else None)
     response["Idempotent-Replayed"] = "true"
     return response

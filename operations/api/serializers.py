@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from operations.api.fields import StrictBooleanField, StrictCharField, StrictDateTimeField
 from operations.errors import what_to_do
 from operations.models import Attempt, Operation
 from operations.services import MAX_REASON_LENGTH, max_manual_retries
@@ -15,8 +16,9 @@ class AttemptSerializer(serializers.ModelSerializer):
 
 
 class OperationSerializer(serializers.ModelSerializer):
-    parent_operation_id = serializers.UUIDField(source="parent_id", read_only=True)
-    root_operation_id = serializers.UUIDField(source="root_id", read_only=True)
+    parent_operation_id = serializers.UUIDField(source="parent_id", read_only=True,
+                                                allow_null=True)
+    root_operation_id = serializers.UUIDField(source="root_id", read_only=True, allow_null=True)
     retry_count = serializers.IntegerField(source="retry_number", read_only=True)
     max_retries = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
@@ -66,20 +68,20 @@ class OperationDetailSerializer(OperationSerializer):
 
 
 class RetryRequestSerializer(serializers.Serializer):
-    reason = serializers.CharField(required=False, allow_blank=True, default="",
-                                   max_length=MAX_REASON_LENGTH, trim_whitespace=False)
+    reason = StrictCharField(required=False, allow_blank=True, default="",
+                             max_length=MAX_REASON_LENGTH, trim_whitespace=False)
 
 
 class BulkRetryRequestSerializer(serializers.Serializer):
     """Which failed operations to retry, and why."""
 
-    kind = serializers.CharField(required=False, max_length=64)
-    error_code = serializers.CharField(required=False, max_length=64)
-    failed_after = serializers.DateTimeField(required=False,
-                                             help_text="Only operations that failed after this.")
-    dry_run = serializers.BooleanField(required=False, default=False)
-    reason = serializers.CharField(required=False, allow_blank=True, default="",
-                                   max_length=MAX_REASON_LENGTH, trim_whitespace=False)
+    kind = StrictCharField(required=False, max_length=64)
+    error_code = StrictCharField(required=False, max_length=64)
+    failed_after = StrictDateTimeField(required=False,
+                                       help_text="Only operations that failed after this.")
+    dry_run = StrictBooleanField(required=False, default=False)
+    reason = StrictCharField(required=False, allow_blank=True, default="",
+                             max_length=MAX_REASON_LENGTH, trim_whitespace=False)
 
 
 class BulkRetrySkippedSerializer(serializers.Serializer):
@@ -103,13 +105,20 @@ class BulkRetryReportSerializer(serializers.Serializer):
 
 
 class ProblemSerializer(serializers.Serializer):
-    """The body of every error answer."""
+    """The body of every error answer (RFC 9457 problem details), with a stable `code`; some
+    refusals add what helps to act on them."""
 
     type = serializers.CharField()
     title = serializers.CharField()
     status = serializers.IntegerField()
-    code = serializers.CharField()
+    code = serializers.CharField(help_text="Stable: act on this, not on the wording.")
     detail = serializers.CharField()
+    errors = serializers.DictField(required=False, help_text="Field errors (code `invalid`).")
+    retry_after = serializers.IntegerField(required=False, help_text="Seconds (throttled).")
+    retry_operation_id = serializers.UUIDField(required=False,
+                                               help_text="The retry that exists already.")
+    current_status = serializers.CharField(required=False,
+                                           help_text="What it is now (not_failed, not_cancellable).")
 
 
 class ErrorSummarySerializer(serializers.Serializer):

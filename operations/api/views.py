@@ -1,6 +1,7 @@
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 
@@ -8,14 +9,14 @@ from django.conf import settings
 
 from operations.api.idempotency import respond_once
 from operations.api.problems import problem, refusal
+from operations.api.schema import IDEMPOTENT, contract
 from operations.api.serializers import (BulkRetryReportSerializer, BulkRetryRequestSerializer,
                                         OperationDetailSerializer, OperationSerializer,
-                                        ProblemSerializer, RetryRequestSerializer)
+                                        RetryRequestSerializer)
 from operations.models import Channel, Operation, Status
 from operations.services import (RetryRefused, cancel_operation, retry_failed,
                                  retry_operation)
 
-PROBLEM = OpenApiResponse(ProblemSerializer)
 IDEMPOTENCY_KEY = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER,
                                    description="Repeat the call safely: the first answer is replayed.")
 
@@ -74,6 +75,9 @@ class OperationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         operations = Operation.objects.filter(owner=self.request.user).select_related(
             "triggered_by")
         if self.action == "list":
+            status_filter = self.request.query_params.get("status")
+            if status_filter is not None and status_filter not in Status.values:
+                raise ValidationError({"status": [f"One of {', '.join(Status.values)}."]})
             for name in ("status", "kind", "error_code"):
                 if value := self.request.query_params.get(name):
                     operations = operations.filter(**{name: value})
@@ -84,21 +88,30 @@ class OperationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
 
     @extend_schema(parameters=[
         OpenApiParameter("status", str, enum=Status.values),
-        OpenApiParameter("kind", str), OpenApiParameter("error_code", str)])
+        OpenApiParameter("kind", str), OpenApiParameter("error_code", str)],
+        responses=contract({200: OperationSerializer(many=True)}, "invalid"))
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
+    @extend_schema(responses=contract({200: OperationDetailSerializer}, "not_found"))
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)
+
     @extend_schema(request=RetryRequestSerializer, parameters=[IDEMPOTENCY_KEY],
-                   responses={202: OperationSerializer, 400: PROBLEM, 404: PROBLEM, 409: PROBLEM,
-                              429: PROBLEM})
+                   responses=contract({202: OperationSerializer}, "invalid", "reason_too_long",
+                                      "not_found", "not_failed", "already_retried",
+                                      "input_missing", "retry_limit_reached", "throttled",
+                                      *IDEMPOTENT, body=True))
     @action(detail=True, methods=["post"], throttle_classes=[RetryThrottle])
     def retry(self, request, pk=None):
         """Retry a failed operation: 202 with the NEW operation, linked to its parent."""
         return respond_once(request, lambda: api_retry(request, pk))
 
     @extend_schema(request=BulkRetryRequestSerializer, parameters=[IDEMPOTENCY_KEY],
-                   responses={200: BulkRetryReportSerializer, 202: BulkRetryReportSerializer,
-                              400: PROBLEM, 429: PROBLEM})
+                   responses=contract({200: BulkRetryReportSerializer,
+                                       202: BulkRetryReportSerializer},
+                                      "invalid", "reason_too_long", "throttled", *IDEMPOTENT,
+                                      body=True))
     @action(detail=False, methods=["post"], url_path="retry-failed",
             throttle_classes=[RetryThrottle])
     def retry_failed(self, request):
@@ -124,7 +137,8 @@ class OperationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
                                    reason=options["reason"], dry_run=options["dry_run"])
 
     @extend_schema(request=None, parameters=[IDEMPOTENCY_KEY],
-                   responses={200: OperationSerializer, 404: PROBLEM, 409: PROBLEM})
+                   responses=contract({200: OperationSerializer}, "not_found", "not_cancellable",
+                                      *IDEMPOTENT))
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         """Cancel a pending or scheduled operation."""

@@ -1,0 +1,38 @@
+"""The running API keeps its OpenAPI contract (schemathesis against the live stack, with a
+token): every operation is exercised with valid and invalid data; no answer is a server error,
+every answer matches the schema (status, content type, body), and no body the schema forbids
+is accepted."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+from rest_framework.authtoken.models import Token
+
+from tests.factories import OperationFactory, UserFactory
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
+          "response_schema_conformance,negative_data_rejection")
+
+
+def test_every_operation_keeps_the_schema_with_valid_and_invalid_data(live, tmp_path):
+    user = UserFactory(username="contract")
+    token = Token.objects.create(user=user).key
+    OperationFactory(owner=user, failed=True)
+    headers = {"Authorization": f"Token {token}"}
+    schema = requests.get(f"{live.url}/api/v1/schema/?format=json", headers=headers, timeout=10)
+    assert schema.status_code == 200
+    schema_file = tmp_path / "openapi.json"
+    schema_file.write_text(json.dumps(schema.json()))
+    report = Path("test-results") / "schemathesis"
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "schemathesis"), "run", str(schema_file),
+         "--url", live.url, "--header", f"Authorization: Token {token}", "--checks", CHECKS,
+         "--max-examples", "15", "--workers", "2", "--suppress-health-check", "all",
+         "--report", "junit", "--report-dir", str(report), "--no-color"],
+        capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
+    assert "operations" in result.stdout.lower()
