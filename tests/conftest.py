@@ -175,14 +175,6 @@ def timed_out_job(ai, api):
 
 # --- the whole stack in real processes (browser tests, the API contract, drills) -------------
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def stack_storage(tmp_path_factory):
     return tmp_path_factory.mktemp("stack-uploads")
@@ -193,67 +185,11 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory, stack_storage):
     """Every process of Rebound — gunicorn, a django-q2 cluster, the dispatcher, the local
     inference service — on free loopback ports over the PostgreSQL test database. One stack
     per test module: stopped with it, so its workers never pick up another module's work."""
-    import subprocess
-    import sys
+    from tests.stack import running_stack
 
-    import requests
-
-    from tests.processes import ROOT, kill_group, process_env, wait_for
-
-    logs = tmp_path_factory.mktemp("stack-logs")
-    ai_port, web_port = free_port(), free_port()
     with django_db_blocker.unblock():
-        env = process_env(
-            REBOUND_WORKERS=2, REBOUND_INFERENCE_URL=f"http://127.0.0.1:{ai_port}/v1",
-            REBOUND_INFERENCE_KEY="test-key",
-            REBOUND_INFERENCE_HEALTH_URL=f"http://127.0.0.1:{ai_port}/health",
-            REBOUND_STORAGE_DIR=stack_storage, REBOUND_CHECKPOINT_SECONDS=0.3,
-            REBOUND_RETRY_THROTTLE="20/min", REBOUND_UPLOAD_THROTTLE="3/min",
-            REBOUND_LOG_LEVEL="WARNING")
-    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
-                   cwd=ROOT, env=env, check=True)
-    commands = {
-        "inference": [sys.executable, "manage.py", "inference_service", "--port", str(ai_port)],
-        "web": [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind",
-                f"127.0.0.1:{web_port}", "--workers", "1", "--threads", "8"],
-        "workers": [sys.executable, "manage.py", "qcluster"],
-        "dispatcher": [sys.executable, "manage.py", "dispatcher"],
-    }
-    processes = {}
-    for name, argv in commands.items():
-        log = open(logs / f"{name}.log", "w")
-        processes[name] = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log,
-                                           stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{web_port}"
-
-    def up():
-        try:
-            return (requests.get(f"{base}/healthz", timeout=5).ok
-                    and requests.get(f"http://127.0.0.1:{ai_port}/health", timeout=5).ok)
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_for(up, 60, interval=0.2, what="the web server and the inference service")
-    except BaseException:
-        for process in processes.values():
-            kill_group(process)
-        raise
-
-    class Stack:
-        url = base
-        ai = f"http://127.0.0.1:{ai_port}"
-        log_dir = logs
-
-        def faults(self, **spec):
-            requests.post(f"{self.ai}/_faults", json=spec, timeout=5).raise_for_status()
-
-        def clear_faults(self):
-            requests.delete(f"{self.ai}/_faults", timeout=5)
-
-    yield Stack()
-    for process in processes.values():
-        kill_group(process)
+        with running_stack(tmp_path_factory.mktemp("stack-logs"), stack_storage) as stack:
+            yield stack
 
 
 @pytest.fixture
