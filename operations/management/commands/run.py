@@ -3,14 +3,14 @@ after migrating and seeding the demo. Ctrl-C stops everything."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
-
+from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
@@ -18,8 +18,20 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=settings.REBOUND["WEB_PORT"])
+        parser.add_argument("--inference-port", type=int, default=8001,
+                            help="Port of the local inference service it starts.")
 
     def handle(self, *args, **options):
+        for name, port in (("--port", options["port"]),
+                           ("--inference-port", options["inference_port"])):
+            if not port_is_free(port):
+                raise CommandError(f"Port {port} is in use (another Rebound running?): stop it "
+                                   f"or choose another with {name}.")
+        self.inference_port = options["inference_port"]
+        if self.inference_port != 8001:
+            base = f"http://127.0.0.1:{self.inference_port}"
+            os.environ.setdefault("REBOUND_INFERENCE_URL", f"{base}/v1")
+            os.environ.setdefault("REBOUND_INFERENCE_HEALTH_URL", f"{base}/health")
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         call_command("seed_demo")
@@ -48,7 +60,8 @@ class Command(BaseCommand):
         # The default AI provider, on loopback; region demo-flaky fails half its calls.
         faults = json.dumps([{"region": "demo-flaky", "error_rate": 0.5, "statuses": [503, 429],
                               "retry_after": "1"}])
-        return {"inference": [*manage, "inference_service", "--port", "8001", "--faults", faults]}
+        return {"inference": [*manage, "inference_service", "--port", str(self.inference_port),
+                              "--faults", faults]}
 
     def wait(self, children):
         # Ctrl-C, or SIGTERM from a process manager, stops everything; SIGINT is set explicitly
@@ -74,6 +87,16 @@ class Command(BaseCommand):
                 child.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
                 os.killpg(child.pid, signal.SIGKILL)
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _interrupt(signum, frame):
