@@ -209,6 +209,11 @@ REBOUND = {
     "METRICS_TOKEN": env_str("REBOUND_METRICS_TOKEN", ""),
     # Cells of one job in flight at once, so one job cannot take every worker.
     "JOB_CONCURRENCY": env_int("REBOUND_JOB_CONCURRENCY", 4, minimum=1),
+    # This host's name in leases and heartbeats (the host name when empty); several hosts
+    # must have different ones.
+    "HOST_ID": env_str("REBOUND_HOST_ID", ""),
+    # A host silent this long is dead: another host's dispatcher recovers what it held.
+    "HOST_DEAD_AFTER_SECONDS": env_float("REBOUND_HOST_DEAD_AFTER", 5.0, minimum=1.0),
     # /readyz wants a dispatcher heartbeat at most this old.
     "READY_DISPATCHER_SECONDS": env_float("REBOUND_READY_DISPATCHER_SECONDS", 5.0, minimum=1.0),
     # The port `manage.py run` serves the web app on.

@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.db.models.functions import Now
 
 from operations import delivery, followups, notifications
-from operations.lease import holder_is_dead, this_host
+from operations.lease import holder_is_dead, host_of, this_host
 from operations.models import Host, Operation, Status, db_now_plus
 
 log = logging.getLogger("rebound.dispatcher")
@@ -32,20 +32,28 @@ def release_due() -> int:
 
 
 def recover_lost() -> int:
-    """processing operations whose lease expired, or whose holder process on this host has
-    died: record the attempt as crashed (or timed out) and schedule or fail them."""
+    """processing operations whose lease expired, whose holder process on this host has died,
+    or whose host went silent: record the attempt as crashed (or timed out) and schedule or
+    fail them. Each recovery is fenced by the lease token, so only one dispatcher's counts."""
+    dead_hosts = [name for name in Host.dead(settings.REBOUND["HOST_DEAD_AFTER_SECONDS"])
+                  if name != this_host()]
+    held_by_the_dead = Q()
+    for name in dead_hosts:
+        held_by_the_dead |= Q(lease_holder__startswith=f"{name}:")
     candidates = Operation.objects.filter(
-        Q(lease_expires_at__lt=Now()) | Q(lease_holder__startswith=f"{this_host()}:"),
-        status=Status.PROCESSING).only(
+        Q(lease_expires_at__lt=Now()) | Q(lease_holder__startswith=f"{this_host()}:")
+        | held_by_the_dead, status=Status.PROCESSING).only(
         "pk", "kind", "lease_token", "lease_holder", "lease_expires_at", "attempt_count")
     recovered = 0
     for operation in candidates.annotate(expired=Q(lease_expires_at__lt=Now()))[:BATCH]:
-        if not operation.expired and not holder_is_dead(operation.lease_holder):
+        lost_host = host_of(operation.lease_holder) in dead_hosts
+        if not (operation.expired or lost_host or holder_is_dead(operation.lease_holder)):
             continue
         timed_out = _ran_past_limit(operation)
         if operation.recover(operation.lease_token, timed_out=timed_out):
             log.warning("operation=%s recovered from %s (%s)", operation.pk,
-                        operation.lease_holder or "?", "timed out" if timed_out else "crashed")
+                        operation.lease_holder or "?",
+                        "timed out" if timed_out else "host silent" if lost_host else "crashed")
             followups.run(operation.pk)  # a no-op unless the recovery failed it for good
             recovered += 1
     return recovered
@@ -86,7 +94,7 @@ def run_forever(tick: float | None = None, sweep_every: float = 0.5, notify_ever
     while stop is None or not stop.is_set():
         try:
             if time.monotonic() - last_beat >= 1.0:
-                Host.beat(this_host())
+                Host.beat(this_host(), dispatcher=True)
                 last_beat = time.monotonic()
             release_due()
             if time.monotonic() - last_sweep >= sweep_every:

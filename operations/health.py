@@ -61,7 +61,7 @@ class Dispatcher(HealthCheck):
         max_age = settings.REBOUND["READY_DISPATCHER_SECONDS"]
         try:
             alive = Host.objects.filter(stopped_at__isnull=True,
-                                        beat_at__gte=db_now_plus(-max_age)).exists()
+                                        dispatcher_beat_at__gte=db_now_plus(-max_age)).exists()
         except Exception as exc:  # noqa: BLE001
             raise ServiceUnavailable("cannot read the dispatchers' heartbeats") from exc
         if not alive:

@@ -17,7 +17,14 @@ def _start_ticks(pid: int) -> str:
 
 @lru_cache(maxsize=1)
 def this_host() -> str:
-    return socket.gethostname()
+    """This host's name in leases and heartbeats: REBOUND_HOST_ID, or the host name."""
+    from django.conf import settings
+
+    return settings.REBOUND["HOST_ID"] or socket.gethostname()
+
+
+def host_of(holder: str) -> str:
+    return holder.rsplit(":", 2)[0] if holder.count(":") >= 2 else ""
 
 
 def holder_id() -> str:

@@ -395,24 +395,39 @@ class SendWindow(models.Model):
 
 
 class Host(models.Model):
-    """A host's dispatcher, as the others see it: the heartbeat it writes every second.
-    Readiness asks for a recent one."""
+    """A host as the others see it. Its dispatcher beats every second, and so does each of its
+    workers while it runs an operation: a host silent for REBOUND_HOST_DEAD_AFTER lost power
+    (or its network), and another host's dispatcher recovers what it held. A dispatcher that
+    stops on purpose says so, and its host is not taken for dead."""
 
     name = models.CharField(max_length=200, unique=True)
     started_at = models.DateTimeField()
     beat_at = models.DateTimeField()
-    # Set when the dispatcher stops on purpose (a clean handover), cleared when it starts.
+    dispatcher_beat_at = models.DateTimeField(null=True, blank=True)
+    # Set when the dispatcher stops on purpose (a clean handover), cleared by any new beat.
     stopped_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
         return self.name
 
     @classmethod
-    def beat(cls, name: str) -> None:
-        """This host's dispatcher is alive (database clock)."""
-        if not cls.objects.filter(name=name).update(beat_at=Now(), stopped_at=None):
-            cls.objects.get_or_create(name=name, defaults={"started_at": Now(), "beat_at": Now()})
+    def beat(cls, name: str, *, dispatcher: bool = False) -> None:
+        """A process of this host is alive (database clock)."""
+        fields = {"beat_at": Now(), "stopped_at": None}
+        if dispatcher:
+            fields["dispatcher_beat_at"] = Now()
+        if not cls.objects.filter(name=name).update(**fields):
+            cls.objects.get_or_create(name=name, defaults={
+                "started_at": Now(), "beat_at": Now(),
+                "dispatcher_beat_at": Now() if dispatcher else None})
 
     @classmethod
     def stop(cls, name: str) -> None:
         cls.objects.filter(name=name).update(stopped_at=Now())
+
+    @classmethod
+    def dead(cls, seconds: float) -> list[str]:
+        """Hosts silent for `seconds` that did not stop on purpose."""
+        return list(cls.objects.filter(stopped_at__isnull=True,
+                                       beat_at__lt=db_now_plus(-seconds))
+                    .values_list("name", flat=True))

@@ -14,8 +14,8 @@ from django.db import OperationalError, close_old_connections, connection
 
 from operations import followups, kinds
 from operations.errors import LeaseLost, TimeLimitExceeded, WorkerStopping, classify
-from operations.lease import holder_id
-from operations.models import Operation, Outcome, lease_seconds
+from operations.lease import holder_id, this_host
+from operations.models import Host, Operation, Outcome, lease_seconds
 
 log = logging.getLogger("rebound.runner")
 
@@ -75,16 +75,21 @@ class LeaseKeeper(threading.Thread):
         self.lost = False
 
     def run(self):
-        started = time.monotonic()
-        interval = max(lease_seconds() / 3, 0.2)
+        started = last_extended = time.monotonic()
+        extend_every = max(lease_seconds() / 3, 0.2)
         try:
-            while not self.stopped.wait(interval):
+            # Every second: this host is alive (so it is not taken for dead while its
+            # dispatcher is away); every third of a lease: the lease is extended.
+            while not self.stopped.wait(min(1.0, extend_every)):
                 if time.monotonic() - started > self.time_limit:
                     return
                 try:
-                    if not self.operation.heartbeat(self.token):
-                        self.lost = True
-                        return
+                    Host.beat(this_host())
+                    if time.monotonic() - last_extended >= extend_every:
+                        last_extended = time.monotonic()
+                        if not self.operation.heartbeat(self.token):
+                            self.lost = True
+                            return
                 except OperationalError:
                     log.warning("lease extension failed for %s; will try again", self.operation.pk)
         finally:

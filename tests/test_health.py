@@ -32,7 +32,7 @@ def test_healthz_answers_without_touching_the_database(client, db):
 
 @pytest.mark.django_db(transaction=True)
 def test_readyz_is_200_when_everything_answers(client, inference_health):
-    Host.beat(this_host())
+    Host.beat(this_host(), dispatcher=True)
     response = client.get("/readyz", **JSON)
     assert response.status_code == 200, response.json()
     assert set(response.json()) == {"Database(alias='default')", "OrmBroker()", "Dispatcher()",
@@ -49,7 +49,7 @@ def test_readyz_is_503_naming_a_silent_dispatcher(client, inference_health):
 
 @pytest.mark.django_db(transaction=True)
 def test_readyz_is_503_when_a_dispatcher_stopped_on_purpose(client, inference_health):
-    Host.beat(this_host())
+    Host.beat(this_host(), dispatcher=True)
     Host.stop(this_host())
     assert client.get("/readyz", **JSON).status_code == 503
 
@@ -58,7 +58,7 @@ def test_readyz_is_503_when_a_dispatcher_stopped_on_purpose(client, inference_he
 def test_readyz_is_503_when_the_inference_service_is_away(client, settings):
     settings.INFERENCE = {**settings.INFERENCE,
                           "HEALTH_URL": f"http://127.0.0.1:{closed_port()}/health"}
-    Host.beat(this_host())
+    Host.beat(this_host(), dispatcher=True)
     response = client.get("/readyz", **JSON)
     assert response.status_code == 503
     assert "does not answer" in response.json()["InferenceService()"]
@@ -67,7 +67,7 @@ def test_readyz_is_503_when_the_inference_service_is_away(client, settings):
 @pytest.mark.django_db(transaction=True)
 def test_readyz_asks_the_redis_broker_when_it_is_the_broker(client, settings):
     settings.INFERENCE = {**settings.INFERENCE, "HEALTH_URL": ""}
-    Host.beat(this_host())
+    Host.beat(this_host(), dispatcher=True)
     settings.REDIS_URL = "redis://127.0.0.1:6379/15"
     assert client.get("/readyz", **JSON).json()["RedisBroker()"] == "OK"
     settings.REDIS_URL = f"redis://127.0.0.1:{closed_port()}/0"

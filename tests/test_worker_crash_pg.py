@@ -1,6 +1,7 @@
 """A real django-q2 cluster is SIGKILLed mid-operation; the engine brings the operation back."""
 import os
 import signal
+import time
 
 import pytest
 from django.utils import timezone
@@ -92,3 +93,50 @@ def test_stopping_the_run_commands_cluster_exits_promptly_and_hands_work_back(us
     operation.refresh_from_db()
     assert operation.status == Status.RETRY_SCHEDULED and operation.error_code == "worker_stopped"
     assert operation.attempts.get().outcome == Outcome.TRANSIENT
+
+
+def test_a_host_that_loses_power_has_its_work_running_again_within_10_s(user, tmp_path):
+    """Host A (its cluster and dispatcher) is SIGKILLed whole; host B's dispatcher notices
+    the silence after REBOUND_HOST_DEAD_AFTER (5 s), long before A's 30 s leases expire."""
+    from tests.processes import managed
+
+    operation = slow_operation(user)
+    with managed(tmp_path, "qcluster", "a-cluster", REBOUND_HOST_ID="host-a") as a_cluster, \
+            managed(tmp_path, "dispatcher", "a-dispatcher", REBOUND_HOST_ID="host-a") as a_disp:
+        wait_for(lambda: status_of(operation) == Status.PROCESSING, 30, what="host A to start")
+        assert Operation.objects.get(pk=operation.pk).lease_holder.startswith("host-a:")
+        with managed(tmp_path, "qcluster", "b-cluster", REBOUND_HOST_ID="host-b"), \
+                managed(tmp_path, "dispatcher", "b-dispatcher", REBOUND_HOST_ID="host-b"):
+            time.sleep(1)  # B is up and beating
+            killed_at = timezone.now()
+            kill_group(a_cluster)
+            kill_group(a_disp)
+            wait_for(lambda: status_of(operation) == Status.COMPLETED, 25, what="completion")
+    first, second = Operation.objects.get(pk=operation.pk).attempts.all()
+    assert first.outcome == Outcome.CRASHED and second.worker.startswith("host-b:")
+    assert (second.started_at - killed_at).total_seconds() < 10
+
+
+def test_a_host_stopped_on_purpose_hands_its_work_over_without_a_crash(user, tmp_path):
+    from tests.processes import managed
+
+    operation = slow_operation(user)
+    with managed(tmp_path, "qcluster", "a-cluster", REBOUND_HOST_ID="host-a") as a_cluster, \
+            managed(tmp_path, "dispatcher", "a-dispatcher", REBOUND_HOST_ID="host-a") as a_disp:
+        wait_for(lambda: status_of(operation) == Status.PROCESSING, 30, what="host A to start")
+        holder = Operation.objects.get(pk=operation.pk).lease_holder
+        with managed(tmp_path, "qcluster", "b-cluster", REBOUND_HOST_ID="host-b"), \
+                managed(tmp_path, "dispatcher", "b-dispatcher", REBOUND_HOST_ID="host-b"):
+            # As `manage.py run` on host A stops it: SIGTERM to the cluster and to the worker
+            # holding the operation, then to the dispatcher.
+            os.kill(a_cluster.pid, signal.SIGTERM)
+            os.kill(int(holder.split(":")[1]), signal.SIGTERM)
+            os.kill(a_disp.pid, signal.SIGTERM)
+            a_disp.wait(timeout=10)
+            wait_for(lambda: status_of(operation) == Status.COMPLETED, 25, what="completion")
+    from operations.models import Host
+
+    assert Host.objects.get(name="host-a").stopped_at is not None
+    first, second = Operation.objects.get(pk=operation.pk).attempts.all()
+    assert first.worker == holder and first.outcome == Outcome.TRANSIENT
+    assert first.error_code == "worker_stopped" and second.worker.startswith("host-b:")
