@@ -138,13 +138,27 @@ CACHES = {
     )
 }
 
-# Storage: uploads go through Django's storage API; the default is a private folder that is
-# never served (no MEDIA_URL route exists).
+# Storage: uploads go through Django's storage API. The default is a private folder that is
+# never served (no MEDIA_URL route exists); REBOUND_S3_BUCKET puts them in S3-compatible object
+# storage instead (django-storages), so every host reads the same uploads.
+S3 = {
+    "BUCKET": env_str("REBOUND_S3_BUCKET"),
+    "ENDPOINT": env_str("REBOUND_S3_ENDPOINT"),  # empty: AWS itself
+    "ACCESS_KEY": env_str("REBOUND_S3_ACCESS_KEY"),
+    "SECRET_KEY": env_str("REBOUND_S3_SECRET_KEY"),
+    "REGION": env_str("REBOUND_S3_REGION", "us-east-1"),
+}
 STORAGES = {
-    "default": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": env_str("REBOUND_STORAGE_DIR", str(VAR_DIR / "uploads"))},
-    },
+    "default": (
+        {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+            "bucket_name": S3["BUCKET"], "endpoint_url": S3["ENDPOINT"] or None,
+            "access_key": S3["ACCESS_KEY"] or None, "secret_key": S3["SECRET_KEY"] or None,
+            "region_name": S3["REGION"], "default_acl": None, "file_overwrite": False,
+            "addressing_style": "path", "signature_version": "s3v4"}}
+        if S3["BUCKET"] else
+        {"BACKEND": "django.core.files.storage.FileSystemStorage",
+         "OPTIONS": {"location": env_str("REBOUND_STORAGE_DIR", str(VAR_DIR / "uploads"))}}
+    ),
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 STATIC_URL = "static/"

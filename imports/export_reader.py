@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 
 import ijson
 from django.conf import settings
-from django.core.files.storage import default_storage
+
+from imports.storage import open_stored
 
 try:
     # The pure-Python backend is ~30x slower; running without the C one would be a silent
@@ -214,8 +215,9 @@ def detect_source(item) -> str | None:
 
 @contextmanager
 def open_conversations(storage_key: str, file_type: str, member: str = ""):
-    """The stored export's conversations.json as a binary stream (read from storage)."""
-    with default_storage.open(storage_key, "rb") as stored:
+    """The stored export's conversations.json as a binary stream (read from storage, in
+    object storage with ranged reads)."""
+    with open_stored(storage_key) as stored:
         if file_type != "zip":
             yield stored
             return
@@ -254,9 +256,13 @@ class CountingReader:
 
 
 def _skip_to(stream, offset: int):
-    """Read and drop the first `offset` bytes (a ZIP member cannot seek; inflating is cheap,
-    parsing is what a resume must not repeat)."""
+    """Go to `offset`: a seek where the stream can (a file, an object read with ranged GETs),
+    otherwise read and drop the bytes before it (a ZIP member: inflating is cheap, parsing is
+    what a resume must not repeat)."""
     remaining = offset
+    if callable(getattr(stream, "seekable", None)) and stream.seekable():
+        stream.seek(offset)
+        remaining = 0
     while remaining > 0:
         data = stream.read(min(CHUNK, remaining))
         if not data:

@@ -16,6 +16,7 @@ from imports.export_reader import (Conversations, ExportRejected, ResumeMismatch
                                    to_datetime)
 from imports.memory import aggregate_facts, facts_from, render_memory, tally
 from imports.models import MemoryFact, Profile
+from imports.storage import open_stored
 from operations.errors import LeaseLost, PermanentError, TransientError
 from operations.kinds import register
 from operations.retry_policy import RetryPolicy
@@ -63,17 +64,23 @@ def accept_upload(user, upload, name: str = "", fault: dict | None = None) -> Pr
 
 
 def stored_export_intact(input: dict, *, hash_bytes: bool = True) -> bool:
-    """Preflight for a retry: the stored file exists, is the current export, and its bytes
-    still hash to the sha256 recorded at upload (each attempt checks all but the hash)."""
+    """Preflight for a retry: the stored file (or object) exists and is the current export;
+    for a manual retry also that it has the size recorded at upload and its bytes still hash to
+    the recorded sha256 (each attempt checks only the first two: a damaged file found while
+    reading is explained as such)."""
     key, sha256 = input.get("storage_key", ""), input.get("sha256", "")
     if not key or not default_storage.exists(key):
         return False
-    if not Profile.objects.filter(pk=input.get("profile_id"), export_sha256=sha256).exists():
+    size = Profile.objects.filter(pk=input.get("profile_id"), export_sha256=sha256).values_list(
+        "export_size", flat=True).first()
+    if size is None:
         return False
     if not hash_bytes:
         return True
+    if default_storage.size(key) != size:
+        return False
     digest = hashlib.sha256()
-    with default_storage.open(key, "rb") as stored:
+    with open_stored(key) as stored:
         while chunk := stored.read(1024 * 1024):
             digest.update(chunk)
     return digest.hexdigest() == sha256

@@ -135,6 +135,41 @@ def export_storage(settings, tmp_path):
     return location
 
 
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory):
+    """A real S3-compatible server (SeaweedFS) for the session."""
+    from tests.seaweed import seaweedfs
+
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def object_storage(seaweed, settings):
+    """Uploads go to a fresh bucket of the real S3 server for this test."""
+    import uuid
+
+    from tests.seaweed import client
+
+    bucket = f"rebound-{uuid.uuid4().hex[:12]}"
+    client(seaweed).create_bucket(Bucket=bucket)
+    settings.STORAGES = {**settings.STORAGES, "default": {
+        "BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+            "bucket_name": bucket, "endpoint_url": seaweed, "access_key": "rebound",
+            "secret_key": "rebound-secret", "region_name": "us-east-1", "default_acl": None,
+            "file_overwrite": False, "addressing_style": "path", "signature_version": "s3v4"}}}
+
+    class Bucket:
+        name = bucket
+        s3 = client(seaweed)
+
+        def keys(self):
+            listed = self.s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+            return [item["Key"] for item in listed]
+
+    return Bucket()
+
+
 @pytest.fixture
 def running_dispatcher():
     """The dispatcher loop in a thread of the test process, stopped after the test."""
