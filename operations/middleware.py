@@ -1,5 +1,6 @@
-"""The database going away (restart, failover) answers 503 with a clear body, never a 500."""
-from django.db import OperationalError
+"""The database going away (restart, failover) answers 503 with a clear body, never a 500; data
+the database cannot store (a NUL character in text, say) answers 400."""
+from django.db import DataError, OperationalError
 from django.http import HttpResponse, JsonResponse
 
 
@@ -11,6 +12,8 @@ class DatabaseUnavailableMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request, exception):
+        if isinstance(exception, DataError):
+            return _unstorable(request)
         if not isinstance(exception, OperationalError):
             return None
         if request.path.startswith("/api/"):
@@ -25,3 +28,13 @@ class DatabaseUnavailableMiddleware:
                 "Reload the page in a few seconds.</p>", status=503)
         response["Retry-After"] = "5"
         return response
+
+
+def _unstorable(request):
+    detail = ("Some of the data sent cannot be stored (a NUL character in text, for example). "
+              "Remove it and try again.")
+    if request.path.startswith("/api/"):
+        return JsonResponse({"type": "about:blank#invalid", "title": "Bad request",
+                             "status": 400, "code": "invalid", "detail": detail},
+                            status=400, content_type="application/problem+json")
+    return HttpResponse(f"<h1>That could not be saved</h1><p>{detail}</p>", status=400)

@@ -33,13 +33,14 @@ class Stack:
 def running_stack(log_dir, storage, **env_overrides):
     """Start every process; yield a Stack; stop them all (also when starting fails)."""
     ai_port, web_port = free_port(), free_port()
-    env = process_env(
+    settings = dict(
         REBOUND_WORKERS=2, REBOUND_INFERENCE_URL=f"http://127.0.0.1:{ai_port}/v1",
         REBOUND_INFERENCE_KEY="test-key",
         REBOUND_INFERENCE_HEALTH_URL=f"http://127.0.0.1:{ai_port}/health",
         REBOUND_STORAGE_DIR=storage, REBOUND_CHECKPOINT_SECONDS=0.3,
         REBOUND_RETRY_THROTTLE="20/min", REBOUND_UPLOAD_THROTTLE="3/min",
-        REBOUND_LOG_LEVEL="WARNING", **env_overrides)
+        REBOUND_LOG_LEVEL="WARNING")
+    env = process_env(**{**settings, **env_overrides})
     subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
                    cwd=ROOT, env=env, check=True)
     commands = {
