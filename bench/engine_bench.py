@@ -195,6 +195,54 @@ def recovery(user, repeats=3):
     return {"live": summary(live), "lost_host": lost}
 
 
+def drain(broker: str, count: int = 2000) -> dict:
+    """The peers' measure `a`: `count` no-ops queued with no worker running, then a cluster with
+    2 worker slots (and the dispatcher) started; tasks per second from the first start to the
+    queue drained (every operation completed, seen by a poll every 0.1 s, as the peers' harness
+    polls its broker)."""
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.db import transaction
+    from django.db.models import Min
+
+    from operations.models import Attempt, Operation, Status
+    from operations.services import submit
+
+    call_command("migrate", verbosity=0)
+    if broker == "redis":
+        import redis
+
+        redis.from_url(REDIS).flushdb()
+    user, _ = get_user_model().objects.get_or_create(username="bench")
+    with transaction.atomic():
+        ids = [submit("diagnostics.noop", user, {}).pk for _ in range(count)]
+    env = broker_env(broker)
+    spawned = time.time()
+    procs = [subprocess.Popen([sys.executable, "manage.py", cmd], cwd=ROOT, env=env,
+                              start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) for cmd in ("qcluster", "dispatcher")]
+    try:
+        done = Operation.objects.filter(status=Status.COMPLETED)
+        wait(lambda: done.count() >= count, timeout=900, interval=0.1)
+        drained = time.time()
+        # The broker still holds a delivery for each operation a worker drained itself: each
+        # is a no-op (its claim finds nothing); how long until they are all gone, too.
+        wait(lambda: broker_pending(broker) == 0, timeout=900, interval=0.1)
+        broker_empty = time.time()
+    finally:
+        for proc in procs:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    first = Attempt.objects.filter(operation_id__in=ids).aggregate(t=Min("started_at"))["t"]
+    return {"count": count, "tasks_per_s": count / (drained - first.timestamp()),
+            "broker_empty_per_s": count / (broker_empty - first.timestamp()),
+            "spawn_to_first_s": first.timestamp() - spawned,
+            "attempts": Attempt.objects.filter(operation_id__in=ids).count()}
+
+
 def summary(values):
     values = sorted(values)
     p95 = values[min(len(values) - 1, round(0.95 * (len(values) - 1)))]
@@ -245,14 +293,57 @@ def table(results: dict) -> str:
     return "\n".join(rows)
 
 
+def broker_pending(broker: str) -> int:
+    from django.conf import settings
+    from django_q.brokers import get_broker
+
+    return get_broker(settings.Q_CLUSTER["name"]).queue_size() or 0
+
+
+def drain_runs(broker: str, runs: int) -> list[dict]:
+    results = []
+    for _ in range(runs):
+        recreate_database()
+        out = subprocess.run([sys.executable, __file__, "--drain", broker], cwd=ROOT,
+                             env=broker_env(broker), capture_output=True, text=True)
+        if out.returncode != 0:
+            sys.exit(f"drain on {broker} failed:\n{out.stderr[-3000:]}")
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return results
+
+
+def drain_table(brokers, runs: int) -> str:
+    rows = ["| broker | Rebound: drained no-ops/s, median [min..max] | … and the broker's leftover "
+            "deliveries gone too | runs |", "|---|---|---|---|"]
+    for broker in brokers:
+        results = drain_runs(broker, runs)
+        rates = sorted(r["tasks_per_s"] for r in results)
+        empty = sorted(r["broker_empty_per_s"] for r in results)
+        name = "ORM / PostgreSQL" if broker == "orm" else "Redis"
+        rows.append(f"| {name} | {statistics.median(rates):.0f}/s [{rates[0]:.0f}..{rates[-1]:.0f}] "
+                    f"| {statistics.median(empty):.0f}/s [{empty[0]:.0f}..{empty[-1]:.0f}] "
+                    f"| {runs} |")
+    return "\n".join(rows)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--brokers", default="orm,redis")
     parser.add_argument("--n", type=int, default=50, help="retries measured (throughput: 10×n)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--drain", help=argparse.SUPPRESS)
+    parser.add_argument("--drain-only", action="store_true",
+                        help="only the drain measure (the peers' measure a), --runs times")
+    parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(measure(args.one, args.n)))
+        return
+    if args.drain:
+        print(json.dumps(drain(args.drain)))
+        return
+    if args.drain_only:
+        print(drain_table(args.brokers.split(","), args.runs))
         return
     results = {}
     for broker in args.brokers.split(","):

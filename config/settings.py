@@ -131,7 +131,7 @@ else:
 # when there is one, otherwise files on this host's disk.
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        {"BACKEND": "config.cache.RedisCache", "LOCATION": REDIS_URL}
         if REDIS_URL
         else {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
               "LOCATION": str(VAR_DIR / "cache")}
@@ -223,6 +223,9 @@ REBOUND = {
     "METRICS_TOKEN": env_str("REBOUND_METRICS_TOKEN", ""),
     # Cells of one job in flight at once, so one job cannot take every worker.
     "JOB_CONCURRENCY": env_int("REBOUND_JOB_CONCURRENCY", 4, minimum=1),
+    # After an operation, a worker claims and runs whatever else is pending for up to this long
+    # before taking the next delivery (0: one delivery, one operation).
+    "DRAIN_SECONDS": env_float("REBOUND_DRAIN_SECONDS", 2.0, minimum=0.0),
     # This host's name in leases and heartbeats (the host name when empty); several hosts
     # must have different ones.
     "HOST_ID": env_str("REBOUND_HOST_ID", ""),

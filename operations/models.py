@@ -7,7 +7,7 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce, Now
 from django.urls import reverse
@@ -118,6 +118,9 @@ class Operation(models.Model):
             models.Index(fields=["kind", "created_at"]),
             models.Index(fields=["updated_at"], condition=models.Q(followup_due=True),
                          name="operation_followup_due"),
+            # The queue a draining worker takes from: pending, oldest first.
+            models.Index(fields=["enqueued_at"], condition=models.Q(status="pending"),
+                         name="operation_pending"),
         ]
 
     def __str__(self):
@@ -188,6 +191,23 @@ class Operation(models.Model):
                                           trigger=self.next_trigger, worker=holder,
                                           started_at=Now())
 
+    @classmethod
+    def claim_next(cls, holder: str, pk=None) -> "Operation | None":
+        """Claim operation `pk` (a delivery) or, without one, the oldest pending operation (a
+        worker draining the queue), and record its Attempt. None: nothing to claim, or another
+        claim won. On PostgreSQL one statement does it all (a row locked by another claim is
+        skipped, not waited for); elsewhere `claim` does, in one transaction."""
+        if connection.vendor == "postgresql":
+            from operations import fastpath
+
+            return fastpath.claim(holder, pk)
+        candidates = cls.objects.filter(status=Status.PENDING)
+        operation = (candidates.filter(pk=pk) if pk is not None
+                     else candidates.order_by("enqueued_at")).first()
+        if operation is None or operation.claim(holder) is None:
+            return None
+        return operation
+
     def heartbeat(self, token, *, done=None, total=None, checkpoint=None) -> bool:
         """Extend the lease and save progress/checkpoint. False: the lease is no longer ours."""
         fields = {"lease_expires_at": db_now_plus(lease_seconds()), "updated_at": Now()}
@@ -203,6 +223,11 @@ class Operation(models.Model):
         """processing -> completed. False: a zombie's late write, ignored. `also()` runs in the
         same transaction once the fenced write won: a workload's output exists exactly when
         its operation completed."""
+        if also is None and connection.vendor == "postgresql" and connection.get_autocommit():
+            from operations import fastpath
+
+            won, _ = fastpath.complete(self, token, attempt_number, result)
+            return won
         return self._finish(token, attempt_number, Outcome.SUCCEEDED, also=also,
                             status=Status.COMPLETED, result=result, error_code="",
                             error_message="", error_detail="", finished_at=Now(),

@@ -10,12 +10,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import OperationalError, close_old_connections, connection
 
 from operations import followups, kinds
 from operations.errors import LeaseLost, TimeLimitExceeded, WorkerStopping, classify
 from operations.lease import holder_id, this_host
-from operations.models import Host, Operation, Outcome, lease_seconds
+from operations.models import Host, Operation, Outcome, Status, lease_seconds
 
 log = logging.getLogger("rebound.runner")
 
@@ -63,41 +64,60 @@ class Context:
             self.operation.checkpoint = checkpoint
 
 
-class LeaseKeeper(threading.Thread):
-    """Extends the lease while a handler blocks (an AI call, a slow read). It stops extending
-    once the attempt passes its time limit, so a stuck attempt's lease expires and the
-    dispatcher records it as timed out."""
+class LeaseKeeper:
+    """One thread per worker process that keeps the leases of the attempts running in it
+    alive while their handlers block (an AI call, a slow read): every second it says the host
+    is alive, every third of a lease it extends each lease. It stops extending an attempt past
+    its time limit, so a stuck attempt's lease expires and the dispatcher records it as timed
+    out. The thread is started once, so a short operation costs it nothing."""
 
-    def __init__(self, operation: Operation, token, time_limit: float):
-        super().__init__(daemon=True, name=f"lease-{operation.pk}")
-        self.operation, self.token, self.time_limit = operation, token, time_limit
-        self.stopped = threading.Event()
-        self.lost = False
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.watched: dict = {}  # operation id -> [operation, token, time limit, started, extended]
+        self.thread = None
 
-    def run(self):
-        started = last_extended = time.monotonic()
+    def watch(self, operation: Operation, token, time_limit: float) -> None:
+        now = time.monotonic()
+        with self.lock:
+            self.watched[operation.pk] = [operation, token, time_limit, now, now]
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, daemon=True,
+                                               name="lease-keeper")
+                self.thread.start()
+
+    def unwatch(self, operation: Operation) -> None:
+        with self.lock:
+            self.watched.pop(operation.pk, None)
+
+    def _run(self):
         extend_every = max(lease_seconds() / 3, 0.2)
         try:
-            # Every second: this host is alive (so it is not taken for dead while its
-            # dispatcher is away); every third of a lease: the lease is extended.
-            while not self.stopped.wait(min(1.0, extend_every)):
-                if time.monotonic() - started > self.time_limit:
-                    return
-                try:
-                    Host.beat(this_host())
-                    if time.monotonic() - last_extended >= extend_every:
-                        last_extended = time.monotonic()
-                        if not self.operation.heartbeat(self.token):
-                            self.lost = True
-                            return
-                except OperationalError:
-                    log.warning("lease extension failed for %s; will try again", self.operation.pk)
+            while True:
+                time.sleep(min(1.0, extend_every))
+                with self.lock:
+                    entries = list(self.watched.values())
+                if entries:
+                    self._keep(entries, extend_every)
         finally:
             connection.close()
 
-    def stop(self):
-        self.stopped.set()
-        self.join(timeout=5)
+    def _keep(self, entries, extend_every) -> None:
+        now = time.monotonic()
+        try:
+            Host.beat(this_host())
+            for entry in entries:
+                operation, token, time_limit, started, extended = entry
+                if now - started > time_limit or now - extended < extend_every:
+                    continue
+                entry[4] = now
+                if not operation.heartbeat(token):
+                    self.unwatch(operation)  # taken over: the handler finds out at its next beat
+        except OperationalError:
+            log.warning("lease extension failed; will try again")
+            close_old_connections()
+
+
+keeper = LeaseKeeper()
 
 
 # Set by SIGTERM in a worker process: the running handler stops at its next heartbeat and the
@@ -124,60 +144,101 @@ def _restore_sigterm(previous) -> None:
 
 
 def run(operation_id) -> str:
-    """Run one delivery of an operation. Returns what happened, for logs and tests.
-    (django-q2's worker has already closed stale database connections before calling it.)"""
-    operation = Operation.objects.filter(pk=operation_id).first()
-    if operation is None:
-        return "missing"
+    """Run one delivery of an operation, then drain: claim and run whatever else is pending,
+    for up to REBOUND_DRAIN_SECONDS, so a busy queue is not paced by one broker round trip per
+    operation (the deliveries of what was drained are then no-ops). Returns what happened to
+    the delivered operation, for logs and tests. (django-q2's worker has already closed stale
+    database connections before calling it.)"""
     holder = holder_id()
-    attempt = operation.claim(holder)
-    if attempt is None and operation.status == "pending":
-        # Our copy may be stale (the row moved on and came back to pending): look again.
-        operation.refresh_from_db()
-        attempt = operation.claim(holder) if operation.status == "pending" else None
-    if attempt is None:
-        # A duplicate delivery (or a cancelled operation): another claim won, nothing to do.
+    operation = Operation.claim_next(holder, pk=operation_id)
+    if operation is None:
+        # A duplicate delivery, a cancelled operation or one already drained: nothing to do.
         return "skipped"
+    deadline = time.monotonic() + settings.REBOUND["DRAIN_SECONDS"]
+    outcome, following = execute(operation, drain_for=_draining(holder, deadline))
+    drain(holder, deadline, following)
+    return outcome
+
+
+def _draining(holder: str, deadline: float) -> str | None:
+    """The holder to claim the next operation for, while the time slice lasts."""
+    return holder if time.monotonic() < deadline and not stopping.is_set() else None
+
+
+def drain(holder: str, deadline: float, following: Operation | None = None) -> int:
+    """Run `following` (already claimed) and then the oldest pending operations, until the
+    queue is empty or the time slice is spent. Returns how many ran."""
+    ran = 0
+    while True:
+        if following is None:
+            if _draining(holder, deadline) is None:
+                return ran
+            following = Operation.claim_next(holder)
+            if following is None:
+                return ran
+        _, following = execute(following, drain_for=_draining(holder, deadline))
+        ran += 1
+
+
+def execute(operation: Operation, drain_for: str | None = None) -> tuple[str, Operation | None]:
+    """Run a claimed operation's attempt (its number is the operation's attempt count) and
+    write what it came to. With `drain_for`, a successful completion also claims the next
+    pending operation for that holder where the database can do both in one round trip.
+    Returns the outcome and that next operation (or None)."""
+    number = operation.attempt_count
     kind = kinds.find(operation.kind)
     previous_sigterm = _catch_sigterm()
-    context = Context(operation, operation.lease_token, attempt.number, kind.policy.time_limit)
-    keeper = LeaseKeeper(operation, operation.lease_token, kind.policy.time_limit)
-    keeper.start()
+    context = Context(operation, operation.lease_token, number, kind.policy.time_limit)
+    keeper.watch(operation, operation.lease_token, kind.policy.time_limit)
     log.info("operation=%s kind=%s attempt=%s trigger=%s started", operation.pk, operation.kind,
-             attempt.number, attempt.trigger)
+             number, operation.next_trigger)
+    following = None
     try:
         try:
             result = kind.handler(context)
         except LeaseLost:
             log.warning("operation=%s attempt=%s lost its lease; result discarded", operation.pk,
-                        attempt.number)
-            return "lease_lost"
+                        number)
+            return "lease_lost", None
         except WorkerStopping:
-            return _write_final(lambda: operation.release(context.token, attempt.number),
-                                operation, attempt.number, "released")
+            return _write_final(lambda: operation.release(context.token, number),
+                                operation, number, "released"), None
         except Exception as exc:  # noqa: BLE001 - every failure is classified and recorded
             outcome = _settle_failure(operation, context, kind, exc)
         else:
-            outcome = _complete(operation, context, kind, result)
+            outcome, following = _complete(operation, context, kind, result, drain_for)
         finally:
-            keeper.stop()
+            keeper.unwatch(operation)
     finally:
         _restore_sigterm(previous_sigterm)
-    if outcome in ("completed", "failed"):
+    if outcome == "failed" or (outcome == "completed"
+                               and operation.has_followups(Status.COMPLETED)):
         followups.run(operation.pk)
-    return outcome
+    return outcome, following
 
 
-def _complete(operation, context, kind, result) -> str:
+def _complete(operation, context, kind, result, drain_for) -> tuple[str, Operation | None]:
     also = None
     if isinstance(result, kinds.Completion):
         result, also = result.result, result.write
+    following = []
+    if (drain_for and also is None and connection.vendor == "postgresql"
+            and connection.get_autocommit()):
+        from operations import fastpath
+
+        def write():
+            won, claimed = fastpath.complete(operation, context.token, context.attempt_number,
+                                             result, then_claim_for=drain_for)
+            following[:] = [claimed] if claimed else []
+            return won
+    else:
+        def write():
+            return operation.complete(context.token, context.attempt_number, result, also=also)
     try:
-        return _write_final(
-            lambda: operation.complete(context.token, context.attempt_number, result, also=also),
-            operation, context.attempt_number, "completed")
+        outcome = _write_final(write, operation, context.attempt_number, "completed")
     except Exception as exc:  # noqa: BLE001 - the handler's own write failed: a failed attempt
-        return _settle_failure(operation, context, kind, exc)
+        return _settle_failure(operation, context, kind, exc), None
+    return outcome, (following[0] if following else None)
 
 
 def _settle_failure(operation, context, kind, exc) -> str:

@@ -6,11 +6,13 @@ render its answer or its refusal.
 import logging
 import time
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.db.models.functions import Now
 
 from operations import kinds
@@ -79,10 +81,11 @@ def lookup(get, message: str = "Not found."):
 
 
 def find_for(user, operation_id, *, staff: bool = False) -> Operation:
-    """The operation if `user` may act on it (its owner, or staff through the admin)."""
+    """The operation if `user` may act on it (its owner, or staff through the admin), with the
+    id of its retry if it has one (`child_pk`: the same query answers both)."""
     operations = Operation.objects.all() if staff else Operation.objects.filter(owner=user)
     try:
-        return operations.get(pk=operation_id)
+        return operations.annotate(child_pk=F("child__pk")).get(pk=operation_id)
     except (Operation.DoesNotExist, ValidationError, ValueError, TypeError):
         # A malformed id is as unknown as a well-formed one that does not exist.
         raise not_found() from None
@@ -95,9 +98,12 @@ def check_retryable(operation: Operation) -> None:
             "not_failed", 409,
             f"Only a failed operation can be retried; this one is {operation.status}.",
             {"current_status": operation.status})
-    child = Operation.objects.filter(parent=operation).only("pk").first()
-    if child is not None:
-        raise already_retried(child)
+    if hasattr(operation, "child_pk"):  # find_for answered it already
+        child_pk = operation.child_pk
+    else:
+        child_pk = Operation.objects.filter(parent=operation).values_list("pk", flat=True).first()
+    if child_pk is not None:
+        raise already_retried(child_pk)
     if operation.retry_number >= max_manual_retries():
         raise RetryRefused(
             "retry_limit_reached", 429,
@@ -110,8 +116,9 @@ def check_retryable(operation: Operation) -> None:
 
 
 def already_retried(child) -> RetryRefused:
+    """`child`: the retry that exists, or its id."""
     return RetryRefused("already_retried", 409, "This operation has already been retried.",
-                        {"retry_operation_id": str(child.pk)})
+                        {"retry_operation_id": str(getattr(child, "pk", child))})
 
 
 def _input_available(operation) -> bool:
@@ -119,6 +126,9 @@ def _input_available(operation) -> bool:
 
 
 def check_reason(reason: str) -> None:
+    if "\x00" in (reason or ""):
+        raise RetryRefused("invalid", 400, "The reason cannot contain NUL characters.",
+                           {"field": "reason"})
     if len(reason or "") > MAX_REASON_LENGTH:
         raise RetryRefused("reason_too_long", 400,
                            f"The reason may be at most {MAX_REASON_LENGTH} characters.",
@@ -145,7 +155,9 @@ def _retry(operation: Operation, *, by, channel: str, reason: str,
     check_retryable(operation)
     waits = start_in > 0
     try:
-        with transaction.atomic():
+        # One INSERT commits on its own; inside a caller's transaction it needs a savepoint so
+        # that a lost race (IntegrityError) leaves the caller's transaction usable.
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
             child = Operation.objects.create(
                 kind=operation.kind, owner_id=operation.owner_id, input=operation.input,
                 checkpoint=operation.checkpoint, max_attempts=operation.max_attempts,

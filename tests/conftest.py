@@ -51,6 +51,13 @@ def web(client, user):
 
 
 @pytest.fixture(autouse=True)
+def one_delivery_one_operation(settings):
+    """In the test process `runner.run(x)` runs x alone (no draining of the queue), so a test
+    says which operation runs when; processes the tests start drain as configured."""
+    settings.REBOUND = {**settings.REBOUND, "DRAIN_SECONDS": 0.0}
+
+
+@pytest.fixture(autouse=True)
 def fresh_throttles():
     """Throttle counts live in the cache: each test starts with none."""
     from django.core.cache import cache

@@ -160,7 +160,7 @@ def test_12_sqlite_with_many_writers_never_says_database_is_locked(tmp_path):
                             capture_output=True, text=True,
                             env={**os.environ, "DATABASE_URL": "", "REBOUND_VAR_DIR": str(tmp_path),
                                  "DJANGO_SETTINGS_MODULE": "config.settings",
-                                 "REBOUND_LOG_LEVEL": "WARNING"})
+                                 "REBOUND_LOG_LEVEL": "WARNING", "REBOUND_DRAIN_SECONDS": "0"})
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {"errors": [], "completed": 6 * 40}

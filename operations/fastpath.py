@@ -1,0 +1,106 @@
+"""The engine's hot path on PostgreSQL, in as few round trips as the database allows: a claim
+and its Attempt row in one statement, a completion and its Attempt in one, and — for a worker
+draining the queue — a completion and the next claim in one. Each is the same conditional
+write as the model methods (`Operation.claim`, `Operation.complete`): the row count decides,
+and a row another claim holds is skipped (SKIP LOCKED), never waited for."""
+import uuid
+
+from django.db import connection
+
+from operations.models import Operation, Status, lease_seconds
+
+_FIELDS = [field for field in Operation._meta.concrete_fields]
+_COLUMNS = ", ".join(f"o.{field.column}" for field in _FIELDS)
+_JSON = [i for i, field in enumerate(_FIELDS) if field.get_internal_type() == "JSONField"]
+
+# Lock the candidate (or skip it if another claim holds it), move it to processing with a fresh
+# lease from the database clock, count the attempt, insert its Attempt row.
+_CLAIM = """
+candidate AS (
+    SELECT id FROM operations_operation WHERE status = 'pending' {which}
+    LIMIT 1 FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE operations_operation AS o SET
+        status = 'processing', lease_token = %(token)s, lease_holder = %(holder)s,
+        lease_expires_at = statement_timestamp() + %(lease)s * interval '1 second',
+        attempt_count = o.attempt_count + 1, next_attempt_at = NULL,
+        started_at = COALESCE(o.started_at, statement_timestamp()),
+        updated_at = statement_timestamp(), error_code = '', error_message = '',
+        error_detail = ''
+    FROM candidate WHERE o.id = candidate.id
+    RETURNING {columns}
+), attempt AS (
+    INSERT INTO operations_attempt (operation_id, number, trigger, started_at, worker,
+                                    error_code, error_message, error_detail)
+    SELECT id, attempt_count, next_trigger, statement_timestamp(), %(holder)s, '', '', ''
+    FROM claimed
+    RETURNING operation_id
+)"""
+
+# The fenced completion; its Attempt is closed only if it won.
+_COMPLETE = """
+finished AS (
+    UPDATE operations_operation SET
+        status = 'completed', result = %(result)s, error_code = '', error_message = '',
+        error_detail = '', finished_at = statement_timestamp(), followup_due = %(followup)s,
+        lease_token = NULL, lease_holder = '', lease_expires_at = NULL,
+        updated_at = statement_timestamp()
+    WHERE id = %(done)s AND status = 'processing' AND lease_token = %(done_token)s
+    RETURNING id
+), closed AS (
+    UPDATE operations_attempt SET
+        outcome = 'succeeded', finished_at = statement_timestamp(), delay_seconds = NULL,
+        error_code = '', error_message = '', error_detail = ''
+    WHERE operation_id IN (SELECT id FROM finished) AND number = %(number)s
+      AND outcome IS NULL
+    RETURNING 1
+)"""
+
+_CLAIM_ONE = "WITH" + _CLAIM.format(which="AND id = %(pk)s", columns=_COLUMNS) + \
+    "\nSELECT claimed.* FROM claimed, attempt"
+_CLAIM_OLDEST = "WITH" + _CLAIM.format(which="ORDER BY enqueued_at", columns=_COLUMNS) + \
+    "\nSELECT claimed.* FROM claimed, attempt"
+_COMPLETE_ONLY = "WITH" + _COMPLETE + "\nSELECT (SELECT count(*) FROM finished)"
+_COMPLETE_AND_CLAIM = "WITH" + _COMPLETE + "," + _CLAIM.format(
+    which="ORDER BY enqueued_at", columns=_COLUMNS) + """
+SELECT (SELECT count(*) FROM finished), claimed.*
+FROM (SELECT 1) AS one LEFT JOIN claimed ON true"""
+
+
+def _operation(row) -> Operation:
+    values = list(row)
+    for i in _JSON:
+        values[i] = _FIELDS[i].from_db_value(values[i], None, connection)
+    return Operation.from_db(connection.alias, [f.attname for f in _FIELDS], values)
+
+
+def _claim_params(holder: str) -> dict:
+    return {"token": uuid.uuid4(), "holder": holder, "lease": lease_seconds()}
+
+
+def claim(holder: str, pk=None) -> Operation | None:
+    """Claim operation `pk`, or the oldest pending one; None if there is none to claim."""
+    with connection.cursor() as cursor:
+        if pk is None:
+            cursor.execute(_CLAIM_OLDEST, _claim_params(holder))
+        else:
+            cursor.execute(_CLAIM_ONE, {**_claim_params(holder), "pk": str(pk)})
+        row = cursor.fetchone()
+    return _operation(row) if row else None
+
+
+def complete(operation: Operation, token, number: int, result,
+             then_claim_for: str | None = None) -> tuple[bool, Operation | None]:
+    """Complete `operation` (fenced by `token`); with `then_claim_for`, also claim the oldest
+    pending operation for that holder in the same round trip. (won, next operation or None)."""
+    params = {"done": operation.pk, "done_token": token, "number": number,
+              "followup": operation.has_followups(Status.COMPLETED),
+              "result": Operation._meta.get_field("result").get_db_prep_save(result, connection)}
+    with connection.cursor() as cursor:
+        if then_claim_for is None:
+            cursor.execute(_COMPLETE_ONLY, params)
+            return cursor.fetchone()[0] == 1, None
+        cursor.execute(_COMPLETE_AND_CLAIM, {**params, **_claim_params(then_claim_for)})
+        row = cursor.fetchone()
+    following = _operation(row[1:]) if row[1] is not None else None
+    return row[0] == 1, following

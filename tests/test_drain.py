@@ -1,0 +1,58 @@
+"""Workers drain the queue: after the operation it was handed, a worker claims and runs
+whatever else is pending for a short time slice; the broker's deliveries of what it drained
+are then no-ops. Under concurrency no operation is claimed twice."""
+import pytest
+
+from operations import runner
+from operations.models import Attempt, Operation, Status
+from operations.services import submit
+from tests.running import in_threads
+
+
+@pytest.fixture
+def draining(settings):
+    settings.REBOUND = {**settings.REBOUND, "DRAIN_SECONDS": 5.0}
+
+
+@pytest.mark.django_db
+def test_a_delivery_runs_its_operation_then_drains_the_rest(user, draining):
+    operations = [submit("diagnostics.noop", user, {}) for _ in range(5)]
+    assert runner.run(operations[2].pk) == "completed"
+    assert set(Operation.objects.values_list("status", flat=True)) == {Status.COMPLETED}
+    first_attempts = sorted(Attempt.objects.values_list("started_at", "operation_id"))
+    assert first_attempts[0][1] == operations[2].pk  # the delivered one first
+    assert [o for _, o in first_attempts[1:]] == [op.pk for op in operations if op != operations[2]]
+    for operation in operations:  # the broker's later deliveries find nothing to do
+        assert runner.run(operation.pk) == "skipped"
+    assert Attempt.objects.count() == 5
+
+
+@pytest.mark.django_db
+def test_draining_stops_when_the_time_slice_is_spent(user, settings):
+    settings.REBOUND = {**settings.REBOUND, "DRAIN_SECONDS": 0.0}
+    first, second = submit("diagnostics.noop", user, {}), submit("diagnostics.noop", user, {})
+    runner.run(first.pk)
+    assert Operation.objects.get(pk=second.pk).status == Status.PENDING
+
+
+@pytest.mark.django_db
+def test_an_operation_waiting_for_its_retry_is_not_drained(user, draining):
+    from django.utils import timezone
+
+    first = submit("diagnostics.noop", user, {})
+    later = submit("diagnostics.noop", user, {})
+    Operation.objects.filter(pk=later.pk).update(status=Status.RETRY_SCHEDULED,
+                                                 next_attempt_at=timezone.now())
+    runner.run(first.pk)
+    assert Operation.objects.get(pk=later.pk).status == Status.RETRY_SCHEDULED
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_workers_draining_the_same_queue_never_claim_an_operation_twice(user, draining):
+    operations = [submit("diagnostics.noop", user, {}) for _ in range(300)]
+    # Eight workers are each handed one operation, then drain the rest concurrently.
+    in_threads(8, lambda i: runner.run(operations[i].pk))
+    assert Operation.objects.filter(status=Status.COMPLETED).count() == 300
+    assert Attempt.objects.count() == 300
+    assert set(Attempt.objects.values_list("number", flat=True)) == {1}  # none claimed twice
