@@ -1,8 +1,9 @@
 """The engine's hot path on PostgreSQL, in as few round trips as the database allows: a claim
 and its Attempt row in one statement, a completion and its Attempt in one, and — for a worker
 draining the queue — a completion and the next claim in one. Each is the same conditional
-write as the model methods (`Operation.claim`, `Operation.complete`): the row count decides,
-and a row another claim holds is skipped (SKIP LOCKED), never waited for."""
+write as the model methods (`Operation.claim_next`, `Operation.complete`), which it uses on
+other databases: the row count decides, and a row another claim holds is skipped (SKIP
+LOCKED), never waited for."""
 import uuid
 
 from django.db import connection
@@ -78,8 +79,10 @@ def _claim_params(holder: str) -> dict:
     return {"token": uuid.uuid4(), "holder": holder, "lease": lease_seconds()}
 
 
-def claim(holder: str, pk=None) -> Operation | None:
+def claim_next(holder: str, pk=None) -> Operation | None:
     """Claim operation `pk`, or the oldest pending one; None if there is none to claim."""
+    if connection.vendor != "postgresql":
+        return Operation.claim_next(holder, pk)
     with connection.cursor() as cursor:
         if pk is None:
             cursor.execute(_CLAIM_OLDEST, _claim_params(holder))
@@ -89,10 +92,14 @@ def claim(holder: str, pk=None) -> Operation | None:
     return _operation(row) if row else None
 
 
-def complete(operation: Operation, token, number: int, result,
+def complete(operation: Operation, token, number: int, result, *, also=None,
              then_claim_for: str | None = None) -> tuple[bool, Operation | None]:
-    """Complete `operation` (fenced by `token`); with `then_claim_for`, also claim the oldest
-    pending operation for that holder in the same round trip. (won, next operation or None)."""
+    """Complete `operation` (fenced by `token`; `also` as for `Operation.complete`); with
+    `then_claim_for`, also claim the oldest pending operation for that holder in the same
+    round trip where the database allows (elsewhere the caller claims it next). Returns
+    (won, the operation claimed or None)."""
+    if also is not None or connection.vendor != "postgresql" or not connection.get_autocommit():
+        return operation.complete(token, number, result, also=also), None
     params = {"done": operation.pk, "done_token": token, "number": number,
               "followup": operation.has_followups(Status.COMPLETED),
               "result": Operation._meta.get_field("result").get_db_prep_save(result, connection)}

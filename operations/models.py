@@ -7,7 +7,7 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import models, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce, Now
 from django.urls import reverse
@@ -195,12 +195,7 @@ class Operation(models.Model):
     def claim_next(cls, holder: str, pk=None) -> "Operation | None":
         """Claim operation `pk` (a delivery) or, without one, the oldest pending operation (a
         worker draining the queue), and record its Attempt. None: nothing to claim, or another
-        claim won. On PostgreSQL one statement does it all (a row locked by another claim is
-        skipped, not waited for); elsewhere `claim` does, in one transaction."""
-        if connection.vendor == "postgresql":
-            from operations import fastpath
-
-            return fastpath.claim(holder, pk)
+        claim won. (`fastpath.claim_next` does the same in one statement on PostgreSQL.)"""
         candidates = cls.objects.filter(status=Status.PENDING)
         operation = (candidates.filter(pk=pk) if pk is not None
                      else candidates.order_by("enqueued_at")).first()
@@ -223,11 +218,6 @@ class Operation(models.Model):
         """processing -> completed. False: a zombie's late write, ignored. `also()` runs in the
         same transaction once the fenced write won: a workload's output exists exactly when
         its operation completed."""
-        if also is None and connection.vendor == "postgresql" and connection.get_autocommit():
-            from operations import fastpath
-
-            won, _ = fastpath.complete(self, token, attempt_number, result)
-            return won
         return self._finish(token, attempt_number, Outcome.SUCCEEDED, also=also,
                             status=Status.COMPLETED, result=result, error_code="",
                             error_message="", error_detail="", finished_at=Now(),

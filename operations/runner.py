@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import OperationalError, close_old_connections, connection
 
-from operations import followups, kinds
+from operations import fastpath, followups, kinds
 from operations.errors import LeaseLost, TimeLimitExceeded, WorkerStopping, classify
 from operations.lease import holder_id, this_host
 from operations.models import Host, Operation, Outcome, Status, lease_seconds
@@ -150,7 +150,7 @@ def run(operation_id) -> str:
     the delivered operation, for logs and tests. (django-q2's worker has already closed stale
     database connections before calling it.)"""
     holder = holder_id()
-    operation = Operation.claim_next(holder, pk=operation_id)
+    operation = fastpath.claim_next(holder, pk=operation_id)
     if operation is None:
         # A duplicate delivery, a cancelled operation or one already drained: nothing to do.
         return "skipped"
@@ -173,7 +173,7 @@ def drain(holder: str, deadline: float, following: Operation | None = None) -> i
         if following is None:
             if _draining(holder, deadline) is None:
                 return ran
-            following = Operation.claim_next(holder)
+            following = fastpath.claim_next(holder)
             if following is None:
                 return ran
         _, following = execute(following, drain_for=_draining(holder, deadline))
@@ -222,18 +222,13 @@ def _complete(operation, context, kind, result, drain_for) -> tuple[str, Operati
     if isinstance(result, kinds.Completion):
         result, also = result.result, result.write
     following = []
-    if (drain_for and also is None and connection.vendor == "postgresql"
-            and connection.get_autocommit()):
-        from operations import fastpath
 
-        def write():
-            won, claimed = fastpath.complete(operation, context.token, context.attempt_number,
-                                             result, then_claim_for=drain_for)
-            following[:] = [claimed] if claimed else []
-            return won
-    else:
-        def write():
-            return operation.complete(context.token, context.attempt_number, result, also=also)
+    def write():
+        won, claimed = fastpath.complete(operation, context.token, context.attempt_number,
+                                         result, also=also, then_claim_for=drain_for)
+        following[:] = [claimed] if claimed else []
+        return won
+
     try:
         outcome = _write_final(write, operation, context.attempt_number, "completed")
     except Exception as exc:  # noqa: BLE001 - the handler's own write failed: a failed attempt
