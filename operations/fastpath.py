@@ -57,13 +57,14 @@ finished AS (
     RETURNING 1
 )"""
 
+_QUEUE_ORDER = "ORDER BY started_at, enqueued_at"  # models.QUEUE_ORDER (NULLs last), indexed
 _CLAIM_ONE = "WITH" + _CLAIM.format(which="AND id = %(pk)s", columns=_COLUMNS) + \
     "\nSELECT claimed.* FROM claimed, attempt"
-_CLAIM_OLDEST = "WITH" + _CLAIM.format(which="ORDER BY enqueued_at", columns=_COLUMNS) + \
+_CLAIM_OLDEST = "WITH" + _CLAIM.format(which=_QUEUE_ORDER, columns=_COLUMNS) + \
     "\nSELECT claimed.* FROM claimed, attempt"
 _COMPLETE_ONLY = "WITH" + _COMPLETE + "\nSELECT (SELECT count(*) FROM finished)"
 _COMPLETE_AND_CLAIM = "WITH" + _COMPLETE + "," + _CLAIM.format(
-    which="ORDER BY enqueued_at", columns=_COLUMNS) + """
+    which=_QUEUE_ORDER, columns=_COLUMNS) + """
 SELECT (SELECT count(*) FROM finished), claimed.*
 FROM (SELECT 1) AS one LEFT JOIN claimed ON true"""
 
@@ -80,7 +81,8 @@ def _claim_params(holder: str) -> dict:
 
 
 def claim_next(holder: str, pk=None) -> Operation | None:
-    """Claim operation `pk`, or the oldest pending one; None if there is none to claim."""
+    """Claim operation `pk`, or the first pending one in the queue's order; None if there is
+    none to claim."""
     if connection.vendor != "postgresql":
         return Operation.claim_next(holder, pk)
     with connection.cursor() as cursor:
@@ -95,7 +97,7 @@ def claim_next(holder: str, pk=None) -> Operation | None:
 def complete(operation: Operation, token, number: int, result, *, also=None,
              then_claim_for: str | None = None) -> tuple[bool, Operation | None]:
     """Complete `operation` (fenced by `token`; `also` as for `Operation.complete`); with
-    `then_claim_for`, also claim the oldest pending operation for that holder in the same
+    `then_claim_for`, also claim the next pending operation for that holder in the same
     round trip where the database allows (elsewhere the caller claims it next). Returns
     (won, the operation claimed or None)."""
     if also is not None or connection.vendor != "postgresql" or not connection.get_autocommit():

@@ -60,6 +60,12 @@ def db_now_plus(seconds: float):
                                     output_field=models.DateTimeField())
 
 
+# The order in which pending operations are taken from the queue: work already begun first
+# (by when it began), then work never started (by when it was queued). Operations a lost host
+# or a backoff interrupted thus run again at once, not behind a backlog of new work.
+QUEUE_ORDER = [F("started_at").asc(nulls_last=True), "enqueued_at"]
+
+
 class Operation(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     kind = models.CharField(max_length=64, db_index=True)
@@ -118,9 +124,9 @@ class Operation(models.Model):
             models.Index(fields=["kind", "created_at"]),
             models.Index(fields=["updated_at"], condition=models.Q(followup_due=True),
                          name="operation_followup_due"),
-            # The queue a draining worker takes from: pending, oldest first.
-            models.Index(fields=["enqueued_at"], condition=models.Q(status="pending"),
-                         name="operation_pending"),
+            # The queue a draining worker takes from: pending, in QUEUE_ORDER.
+            models.Index(fields=["started_at", "enqueued_at"],
+                         condition=models.Q(status="pending"), name="operation_pending"),
         ]
 
     def __str__(self):
@@ -193,12 +199,12 @@ class Operation(models.Model):
 
     @classmethod
     def claim_next(cls, holder: str, pk=None) -> "Operation | None":
-        """Claim operation `pk` (a delivery) or, without one, the oldest pending operation (a
-        worker draining the queue), and record its Attempt. None: nothing to claim, or another
+        """Claim operation `pk` (a delivery) or, without one, the first pending operation in
+        QUEUE_ORDER (a worker draining the queue), and record its Attempt. None: nothing to claim, or another
         claim won. (`fastpath.claim_next` does the same in one statement on PostgreSQL.)"""
         candidates = cls.objects.filter(status=Status.PENDING)
         operation = (candidates.filter(pk=pk) if pk is not None
-                     else candidates.order_by("enqueued_at")).first()
+                     else candidates.order_by(*QUEUE_ORDER)).first()
         if operation is None or operation.claim(holder) is None:
             return None
         return operation

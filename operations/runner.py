@@ -166,8 +166,8 @@ def _draining(holder: str, deadline: float) -> str | None:
 
 
 def drain(holder: str, deadline: float, following: Operation | None = None) -> int:
-    """Run `following` (already claimed) and then the oldest pending operations, until the
-    queue is empty or the time slice is spent. Returns how many ran."""
+    """Run `following` (already claimed) and then the pending operations in the queue's order,
+    until the queue is empty or the time slice is spent. Returns how many ran."""
     ran = 0
     while True:
         if following is None:

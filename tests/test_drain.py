@@ -47,6 +47,24 @@ def test_an_operation_waiting_for_its_retry_is_not_drained(user, draining):
     assert Operation.objects.get(pk=later.pk).status == Status.RETRY_SCHEDULED
 
 
+@pytest.mark.django_db
+def test_interrupted_work_keeps_its_place_in_line(user, draining):
+    """An operation recovered from a lost host (or back from a backoff) is taken before work
+    that has never started, even work queued before it, so it does not wait behind a backlog."""
+    from operations.dispatcher import release_due
+
+    interrupted = submit("diagnostics.noop", user, {})
+    backlog = [submit("diagnostics.noop", user, {}) for _ in range(3)]
+    delivered = submit("diagnostics.noop", user, {})
+    claimed = Operation.claim_next("lost-host:1:1", pk=interrupted.pk)
+    assert Operation.objects.get(pk=claimed.pk).recover(claimed.lease_token)
+    release_due()  # due now: pending again, queued after the backlog
+    runner.run(delivered.pk)
+    order = list(Attempt.objects.filter(outcome="succeeded").order_by("started_at").values_list(
+        "operation_id", flat=True))
+    assert order == [delivered.pk, interrupted.pk, *[op.pk for op in backlog]]
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_workers_draining_the_same_queue_never_claim_an_operation_twice(user, draining):

@@ -14,6 +14,6 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddIndex(
             model_name='operation',
-            index=models.Index(condition=models.Q(('status', 'pending')), fields=['enqueued_at'], name='operation_pending'),
+            index=models.Index(condition=models.Q(('status', 'pending')), fields=['started_at', 'enqueued_at'], name='operation_pending'),
         ),
     ]
