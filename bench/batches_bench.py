@@ -20,7 +20,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.ai_bench import free_port  # noqa: E402
 from bench.engine_bench import ROOT, broker_env, recreate_database, wait  # noqa: E402
-from tests.batches_helpers import essay  # noqa: E402
 
 
 def run(essays: int, error_rate: float) -> dict:
@@ -35,6 +34,7 @@ def run(essays: int, error_rate: float) -> dict:
     from batches.pipeline import request_pipeline
     from batches.services import create_batch
     from operations.models import TERMINAL, Attempt, Operation
+    from tests.batches_helpers import essay
 
     call_command("migrate", verbosity=0)
     env = {**os.environ}

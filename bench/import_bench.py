@@ -12,9 +12,12 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
+import zipfile
+from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -24,20 +27,35 @@ OUT = ROOT / "bench" / "out"
 
 
 def peak_rss_mb() -> float:
+    """This process's own peak RSS. Linux carries ru_maxrss over from the parent across fork
+    and exec, so the high-water mark of this process's memory (VmHWM) is read where it exists."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def open_export(path):
+    """The conversations.json itself, or streamed out of its ZIP."""
+    if str(path).endswith(".zip"):
+        return zipfile.ZipFile(path).open("conversations.json")
+    return open(path, "rb")
 
 
 def bare_parse(path):
     import ijson
 
     count = 0
-    for _ in ijson.get_backend("yajl2_c").items(open(path, "rb"), "item", use_float=True):
+    for _ in ijson.get_backend("yajl2_c").items(open_export(path), "item", use_float=True):
         count += 1
     return {"count": count}
 
 
 def json_load(path):
-    with open(path, "rb") as f:
+    with open_export(path) as f:
         return {"count": len(json.load(f))}
 
 
@@ -93,6 +111,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="50,300", help="export sizes in MB")
     parser.add_argument("--repeat", type=int, default=3, help="runs per timing (median)")
+    parser.add_argument("--s3", action="store_true",
+                        help="store the exports as ZIPs in S3 (a SeaweedFS started here)")
     parser.add_argument("--step", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.step:
@@ -103,8 +123,17 @@ def main():
         print(json.dumps({**result, "seconds": elapsed, "rss_mb": peak_rss_mb()}))
         return
 
-    env = {**broker_env("orm"), "REBOUND_STORAGE_DIR": str(OUT / "storage")}
+    # One operation per run (no draining), so each step runs and measures exactly its own.
+    env = {**broker_env("orm"), "REBOUND_STORAGE_DIR": str(OUT / "storage"),
+           "REBOUND_DRAIN_SECONDS": "0"}
     os.environ.update(env)
+    with object_storage() if args.s3 else nullcontext():
+        rows = measure_sizes(args)
+    storage = "ZIP exports in S3 (SeaweedFS, ranged GETs)" if args.s3 else "exports on local disk"
+    print_table(rows, args, storage)
+
+
+def measure_sizes(args) -> list:
     recreate_database()
     import django
 
@@ -114,12 +143,13 @@ def main():
     call_command("migrate", verbosity=0)
     from operations.services import retry_operation
 
+    OUT.mkdir(parents=True, exist_ok=True)
     rows = []
     for mb in [int(x) for x in args.sizes.split(",")]:
-        path = OUT / f"export-{mb}mb.json"
+        path = OUT / f"export-{mb}mb.{'zip' if args.s3 else 'json'}"
         if not path.exists():
             subprocess.run([sys.executable, str(ROOT / "bench" / "export_generator.py"), str(path),
-                            "--mb", str(mb)], check=True)
+                            "--mb", str(mb), *(["--zip"] if args.s3 else [])], check=True)
         # The machine is shared by two cores' worth of everything: take the median of three.
         bare = median_run(lambda: measured("bare", str(path)), args.repeat)
         load = measured("load", str(path))
@@ -128,11 +158,35 @@ def main():
         failed = measured("op", failing_id)
         child = retry_operation(failing_id, by=profile.user, channel="api")
         retry = measured("op", str(child.pk))
-        assert full["outcome"] == "completed" and failed["outcome"] == "failed"
+        assert full["outcome"] == "completed" and failed["outcome"] == "failed", (full, failed)
         assert retry["outcome"] == "completed" and retry["result"]["resumed_by"] == "offset"
         rows.append((mb, bare["count"], bare, load, full, failed, retry))
+    return rows
 
-    print(f"machine: {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}; PostgreSQL; "
+
+def object_storage():
+    """A SeaweedFS for the run, and the settings that put uploads in its bucket."""
+    from contextlib import contextmanager
+
+    from tests.seaweed import client, seaweedfs
+
+    @contextmanager
+    def running():
+        data = OUT / "seaweed"
+        shutil.rmtree(data, ignore_errors=True)  # a fresh bucket each run
+        data.mkdir(parents=True)
+        with seaweedfs(data) as endpoint:
+            client(endpoint).create_bucket(Bucket="rebound-bench")
+            os.environ.update({"REBOUND_S3_BUCKET": "rebound-bench",
+                               "REBOUND_S3_ENDPOINT": endpoint, "REBOUND_S3_ACCESS_KEY": "rebound",
+                               "REBOUND_S3_SECRET_KEY": "rebound-secret"})
+            yield
+
+    return running()
+
+
+def print_table(rows, args, storage):
+    print(f"machine: {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}; PostgreSQL; {storage}; "
           "synthetic ChatGPT exports (bench/export_generator.py); each step a fresh process; "
           f"bare parse and full pass: median of {args.repeat}")
     print("| export | conversations | bare ijson parse | json.load | full pass | full ÷ parse "
