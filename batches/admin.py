@@ -4,19 +4,14 @@ from django.template.response import TemplateResponse
 
 from batches import pipeline
 from batches.models import Batch, Essay, PhaseOutput
+from operations.admin import ReadOnlyInline
 from operations.models import Channel
 from operations.services import MAX_REASON_LENGTH, RetryRefused
 
 
-class EssayInline(admin.TabularInline):
+class EssayInline(ReadOnlyInline):
     model = Essay
-    extra = 0
     fields = ["index", "text"]
-    readonly_fields = fields
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 class PhaseRetryForm(forms.Form):

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -25,6 +26,26 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@contextmanager
+def running_stack(error_rate: float):
+    """A cluster, the dispatcher and the local inference service answering `error_rate` of calls
+    503, each in its own process group; all are SIGKILLed when the block ends."""
+    faults = [{"region": "*", "error_rate": error_rate, "statuses": [503]}] if error_rate else []
+    procs = [subprocess.Popen([sys.executable, "manage.py", *argv], cwd=ROOT, env={**os.environ},
+                              start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+             for argv in (["qcluster"], ["dispatcher"],
+                          ["inference_service", "--port", os.environ["INFERENCE_PORT"], "--faults",
+                           json.dumps(faults)])]
+    try:
+        time.sleep(3)  # the cluster is up before work is created
+        yield
+    finally:
+        for proc in procs:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def measure(n: int, error_rate: float) -> dict:
@@ -39,16 +60,7 @@ def measure(n: int, error_rate: float) -> dict:
     from interviews.services import start_session
     from operations.models import TERMINAL, Attempt, Operation
 
-    env = {**os.environ}
-    procs = [subprocess.Popen([sys.executable, "manage.py", *argv], cwd=ROOT, env=env,
-                              start_new_session=True, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-             for argv in (["qcluster"], ["dispatcher"],
-                          ["inference_service", "--port", env["INFERENCE_PORT"], "--faults",
-                           json.dumps([{"region": "*", "error_rate": error_rate,
-                                        "statuses": [503]}] if error_rate else [])])]
-    try:
-        time.sleep(3)
+    with running_stack(error_rate):
         user = get_user_model().objects.create(username="bench")
         started = time.time()
         for i in range(n):
@@ -56,10 +68,6 @@ def measure(n: int, error_rate: float) -> dict:
         wait(lambda: Operation.objects.exclude(status__in=TERMINAL).count() == 0, timeout=900,
              interval=0.25)
         elapsed = time.time() - started
-    finally:
-        for proc in procs:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     per_op = Counter(Operation.objects.values_list("attempt_count", flat=True))
     numbers = {}
     for op_id, number in Attempt.objects.values_list("operation_id", "number"):

@@ -11,14 +11,13 @@ completion to the start of cj_assessment (the continuation; goal: under 1 s).
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.ai_bench import free_port  # noqa: E402
+from bench.ai_bench import free_port, running_stack  # noqa: E402
 from bench.engine_bench import ROOT, broker_env, recreate_database, wait  # noqa: E402
 
 
@@ -37,16 +36,7 @@ def run(essays: int, error_rate: float) -> dict:
     from tests.batches_helpers import essay
 
     call_command("migrate", verbosity=0)
-    env = {**os.environ}
-    faults = [{"region": "*", "error_rate": error_rate, "statuses": [503]}] if error_rate else []
-    procs = [subprocess.Popen([sys.executable, "manage.py", *argv], cwd=ROOT, env=env,
-                              start_new_session=True, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-             for argv in (["qcluster"], ["dispatcher"],
-                          ["inference_service", "--port", env["INFERENCE_PORT"], "--faults",
-                           json.dumps(faults)])]
-    try:
-        time.sleep(3)
+    with running_stack(error_rate):
         user = get_user_model().objects.create(username="bench")
         batch = create_batch(user, title="bench", essays=[essay(i, 120) for i in range(essays)],
                              region="eu-west")
@@ -58,10 +48,6 @@ def run(essays: int, error_rate: float) -> dict:
             and Operation.objects.filter(kind="batches.ai_feedback", status="failed").exists()),
             timeout=1800, interval=0.5)
         elapsed = time.time() - started
-    finally:
-        for proc in procs:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     last_feedback = Operation.objects.filter(kind="batches.ai_feedback",
                                              status="completed").aggregate(t=Max("finished_at"))["t"]
     cj_start = Attempt.objects.filter(operation__kind="batches.cj_assessment").aggregate(

@@ -16,15 +16,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.ai_bench import free_port  # noqa: E402
+from bench.ai_bench import free_port, running_stack  # noqa: E402
 from bench.engine_bench import ROOT, broker_env, recreate_database, wait  # noqa: E402
 
 REGIONS = ["us-east", "eu-west", "asia-pacific"]
 
 
 def run_job(questions: int, error_rate: float) -> dict:
-    import os
-    import signal
 
     import django
 
@@ -37,16 +35,7 @@ def run_job(questions: int, error_rate: float) -> dict:
     from operations.models import TERMINAL, Attempt, Operation
 
     call_command("migrate", verbosity=0)
-    env = {**os.environ}
-    faults = [{"region": "*", "error_rate": error_rate, "statuses": [503]}] if error_rate else []
-    procs = [subprocess.Popen([sys.executable, "manage.py", *argv], cwd=ROOT, env=env,
-                              start_new_session=True, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-             for argv in (["qcluster"], ["dispatcher"],
-                          ["inference_service", "--port", env["INFERENCE_PORT"], "--faults",
-                           json.dumps(faults)])]
-    try:
-        time.sleep(3)
+    with running_stack(error_rate):
         user = get_user_model().objects.create(username="bench")
         started = time.time()
         job = create_job(user, title="bench", model="rebound-local-1", regions=REGIONS,
@@ -55,10 +44,6 @@ def run_job(questions: int, error_rate: float) -> dict:
         wait(lambda: progress_of(cells_of(job)).done == len(REGIONS) * questions,
              timeout=1800, interval=0.5)
         elapsed = time.time() - started
-    finally:
-        for proc in procs:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     progress = progress_of(cells_of(job))
     return {"cells": progress.total, "elapsed": elapsed, "counts": progress.counts,
             "attempts": Attempt.objects.count(),

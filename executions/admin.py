@@ -6,20 +6,14 @@ from django.utils.html import format_html, format_html_join
 
 from executions import grid
 from executions.models import Execution, Job, Question
-from operations.admin import confirmed, preview_bulk_retry, retry_as_admin
+from operations.admin import ReadOnlyInline, confirmed, preview_bulk_retry, retry_as_admin
 from operations.chains import history_of
 from operations.models import Operation, Status
 
 
-class QuestionInline(admin.TabularInline):
+class QuestionInline(ReadOnlyInline):
     model = Question
-    extra = 0
     fields = ["index", "text"]
-    readonly_fields = fields
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Job)

@@ -1,18 +1,13 @@
 from django.contrib import admin
 
 from interviews.models import InterviewSession, InterviewTurn
+from operations.admin import ReadOnlyInline
 
 
-class TurnInline(admin.TabularInline):
+class TurnInline(ReadOnlyInline):
     model = InterviewTurn
-    extra = 0
-    can_delete = False
     fields = ["number", "question", "answer", "feedback", "question_operation",
               "feedback_operation"]
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(InterviewSession)

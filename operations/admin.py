@@ -8,16 +8,23 @@ from operations.models import Attempt, Channel, Notification, Operation, Status
 from operations.services import MAX_REASON_LENGTH, RetryRefused, retry_failed
 
 
-class AttemptInline(admin.TabularInline):
-    model = Attempt
+class ReadOnlyInline(admin.TabularInline):
+    """Rows shown under their parent as a record: nothing added, changed or deleted here."""
+
     extra = 0
     can_delete = False
-    fields = ["number", "trigger", "outcome", "started_at", "finished_at", "error_code",
-              "error_message", "delay_seconds", "worker"]
-    readonly_fields = fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
 
     def has_add_permission(self, request, obj=None):
         return False
+
+
+class AttemptInline(ReadOnlyInline):
+    model = Attempt
+    fields = ["number", "trigger", "outcome", "started_at", "finished_at", "error_code",
+              "error_message", "delay_seconds", "worker"]
 
 
 def retry_as_admin(modeladmin, request, operations, skipped: Counter | None = None,

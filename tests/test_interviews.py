@@ -123,3 +123,12 @@ def test_the_operation_page_shows_the_chain_and_every_attempt(ai, web, session):
 def test_someone_elses_session_is_404(ai, client, other_user, session):
     client.force_login(other_user)
     assert client.get(session.get_absolute_url()).status_code == 404
+
+
+def test_admin_shows_a_sessions_turns_as_a_record(client, session):
+    from tests.factories import UserFactory
+
+    client.force_login(UserFactory(username="staff", is_staff=True, is_superuser=True))
+    page = client.get(f"/admin/interviews/interviewsession/{session.pk}/change/").content.decode()
+    assert "Interview turns" in page and "turns-0-number" not in page  # shown, not editable
+    assert 'name="turns-MAX_NUM_FORMS" value="0"' in page  # none can be added
