@@ -27,6 +27,7 @@ def test_the_grid_shows_each_cell_with_an_amber_retry_button(web, job):
     assert page.count("Retry (1/3)") == 2 and 'class="retry"' in page and "Retrying…" in page
     assert "2 / 2" in page  # done per region
     assert "Retry all failed" in page and "Retry metrics by region" in page
+    assert "<td>100 %</td>" in page  # the region whose cells all completed
 
 
 def test_the_grid_polls_while_cells_run_and_stops_when_none_does(web, api, ai):
