@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from operations import dispatcher
-from operations.models import Operation, Outcome, Status, Trigger
+from operations.models import Host, Operation, Outcome, Status, Trigger
 from operations.services import submit
 from tests.processes import cluster, kill_group, wait_for
 
@@ -105,6 +105,8 @@ def test_a_host_that_loses_power_has_its_work_running_again_within_10_s(user, tm
             managed(tmp_path, "dispatcher", "a-dispatcher", REBOUND_HOST_ID="host-a") as a_disp:
         wait_for(lambda: status_of(operation) == Status.PROCESSING, 30, what="host A to start")
         assert Operation.objects.get(pk=operation.pk).lease_holder.startswith("host-a:")
+        wait_for(lambda: Host.objects.filter(name="host-a").exists(), 30,
+                 what="host A's first heartbeat")
         with managed(tmp_path, "qcluster", "b-cluster", REBOUND_HOST_ID="host-b"), \
                 managed(tmp_path, "dispatcher", "b-dispatcher", REBOUND_HOST_ID="host-b"):
             time.sleep(1)  # B is up and beating
@@ -124,6 +126,9 @@ def test_a_host_stopped_on_purpose_hands_its_work_over_without_a_crash(user, tmp
     with managed(tmp_path, "qcluster", "a-cluster", REBOUND_HOST_ID="host-a") as a_cluster, \
             managed(tmp_path, "dispatcher", "a-dispatcher", REBOUND_HOST_ID="host-a") as a_disp:
         wait_for(lambda: status_of(operation) == Status.PROCESSING, 30, what="host A to start")
+        # Host A has been up for a while: its dispatcher has beaten at least once.
+        wait_for(lambda: Host.objects.filter(name="host-a", dispatcher_beat_at__isnull=False)
+                 .exists(), 30, what="host A's dispatcher to beat")
         holder = Operation.objects.get(pk=operation.pk).lease_holder
         with managed(tmp_path, "qcluster", "b-cluster", REBOUND_HOST_ID="host-b"), \
                 managed(tmp_path, "dispatcher", "b-dispatcher", REBOUND_HOST_ID="host-b"):
@@ -134,8 +139,6 @@ def test_a_host_stopped_on_purpose_hands_its_work_over_without_a_crash(user, tmp
             os.kill(a_disp.pid, signal.SIGTERM)
             a_disp.wait(timeout=10)
             wait_for(lambda: status_of(operation) == Status.COMPLETED, 25, what="completion")
-    from operations.models import Host
-
     assert Host.objects.get(name="host-a").stopped_at is not None
     first, second = Operation.objects.get(pk=operation.pk).attempts.all()
     assert first.worker == holder and first.outcome == Outcome.TRANSIENT
