@@ -111,7 +111,10 @@ class BatchState:
 
     @property
     def busy(self) -> bool:
-        return any(item.busy for item in self.items.values())
+        """Something runs or waits to run, or a step has just ended and its follow-ups (which
+        start the next steps) have not run yet: the page keeps polling through that moment."""
+        return any(item.busy or (item.operation is not None and item.operation.followup_due)
+                   for item in self.items.values())
 
     def ranking(self) -> list[dict] | None:
         output = self.item(BATCH_ONLY).output

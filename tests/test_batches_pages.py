@@ -7,7 +7,7 @@ import pytest
 from django.contrib.messages import get_messages
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from batches.models import Batch
+from batches.models import Batch, PhaseOutput
 from batches.pipeline import request_pipeline
 from batches.services import create_batch
 from operations.models import Operation
@@ -78,6 +78,24 @@ def test_the_grid_polls_while_a_step_runs_and_stops_when_none_does(ai, web, user
     assert 'hx-trigger="every 2s"' in web.get(batch.get_absolute_url()).content.decode()
     drain(batch.pk)
     assert "hx-trigger" not in web.get(batch.get_absolute_url(), **HTMX).content.decode()
+
+
+def test_the_grid_keeps_polling_between_a_step_ending_and_the_next_starting(web, user):
+    from operations import followups
+    from operations.models import Status
+
+    batch = create_batch(user, title="b", essays=[essay(0)])
+    request_pipeline(batch, "nlp")
+    spellcheck = Operation.objects.get(kind="batches.spellcheck")
+    # The final write (and its output) has landed; the follow-up that starts nlp has not run.
+    Operation.objects.filter(pk=spellcheck.pk).update(status=Status.COMPLETED, followup_due=True)
+    PhaseOutput.objects.create(batch=batch, phase="spellcheck", essay=batch.essays.get(),
+                               operation=spellcheck, output={"count": 0, "misspellings": []})
+    page = web.get(batch.get_absolute_url(), **HTMX).content.decode()
+    assert 'hx-trigger="every 2s"' in page and "Nothing is running" not in page
+    assert followups.run(spellcheck.pk)
+    assert Operation.objects.filter(kind="batches.nlp").exists()
+    assert 'hx-trigger="every 2s"' in web.get(batch.get_absolute_url(), **HTMX).content.decode()
 
 
 def test_retry_phase_with_a_reason_from_the_page_toasts_and_continues(web, failed_feedback):
