@@ -69,6 +69,7 @@ def test_the_grid_shows_each_phase_of_each_essay_and_why_one_is_left_out(web,
     assert "Left out" in page
     assert "3 failed in AI feedback." in page and "Retry phase" in page
     assert "Waiting for 3 essays to finish AI feedback" in page
+    assert "Retry their failed phase above." in page  # nothing runs: only a retry helps
     assert 'data-counter="reason-ai_feedback-count"' in page and "0 / 500" in page
 
 
@@ -93,6 +94,7 @@ def test_the_grid_keeps_polling_between_a_step_ending_and_the_next_starting(web,
                                operation=spellcheck, output={"count": 0, "misspellings": []})
     page = web.get(batch.get_absolute_url(), **HTMX).content.decode()
     assert 'hx-trigger="every 2s"' in page and "Nothing is running" not in page
+    assert "Waiting for 1 essay" in page and "Retry their failed phase" not in page
     assert followups.run(spellcheck.pk)
     assert Operation.objects.filter(kind="batches.nlp").exists()
     assert 'hx-trigger="every 2s"' in web.get(batch.get_absolute_url(), **HTMX).content.decode()
