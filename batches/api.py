@@ -87,9 +87,13 @@ class BatchDetailSerializer(BatchSerializer):
     ranking = serializers.JSONField(source="state.ranking", allow_null=True)
     waiting_for = serializers.SerializerMethodField(
         help_text="Essays the batch-only phase waits for (their feedback has not finished).")
+    busy = serializers.BooleanField(
+        source="state.busy", help_text="True while a step runs or waits to run, or a step has "
+        "just ended and the next is about to start: poll until it is false.")
 
     class Meta(BatchSerializer.Meta):
-        fields = BatchSerializer.Meta.fields + ["essays", "phases", "ranking", "waiting_for"]
+        fields = BatchSerializer.Meta.fields + ["essays", "phases", "ranking", "waiting_for",
+                                                "busy"]
 
     def get_phases(self, batch) -> PhaseSerializer(many=True):
         state = batch.state

@@ -59,8 +59,10 @@ def test_every_phase_runs_in_order_and_the_batch_is_ranked(ai, api):
     batch_id = create(api, [essay(i) for i in range(5)])
     response = run(api, batch_id)
     assert response.status_code == 202 and response.json()["started"] == 5
+    assert api.get(f"/api/v1/batches/{batch_id}/").json()["busy"] is True
     drain(batch_id)
     body = api.get(f"/api/v1/batches/{batch_id}/").json()
+    assert body["busy"] is False
     for phase in body["phases"]:
         assert {i["status"] for i in phase["items"]} == {"completed"}, phase["phase"]
     assert [entry["rank"] for entry in body["ranking"]] == [1, 2, 3, 4, 5]
@@ -96,6 +98,7 @@ def test_the_batch_only_phase_waits_for_essays_whose_feedback_failed(api, feedba
     body = api.get(f"/api/v1/batches/{feedback_failed}/").json()
     assert items(api, feedback_failed, "cj_assessment")[0]["status"] == "not_started"
     assert len(body["waiting_for"]) == 4 and body["ranking"] is None
+    assert body["busy"] is False  # nothing more starts without a retry
 
 
 def test_a_phase_retry_with_a_reason_continues_through_the_later_phases(api, feedback_failed):
