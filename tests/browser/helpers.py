@@ -1,6 +1,9 @@
 """What every page is held to in a real browser: accessibility (axe-core), a phone's width,
 and ways to wait for the live parts of a page without reloading it."""
 from axe_playwright_python.sync_playwright import Axe
+from django.db.models import Q
+
+from operations.models import Status
 
 PHONE = {"width": 390, "height": 844}
 _axe = Axe()
@@ -41,3 +44,10 @@ def marker(page) -> None:
 
 def assert_not_reloaded(page) -> None:
     assert page.evaluate("window.__stayed === true"), "the page reloaded"
+
+
+def settled(operations) -> bool:
+    """Nothing of these runs or is waiting, and no finished one still has its follow-ups (the
+    next step, the owner's notification) to come."""
+    return not operations.filter(
+        ~Q(status__in=[Status.COMPLETED, Status.FAILED]) | Q(followup_due=True)).exists()

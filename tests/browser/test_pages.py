@@ -10,9 +10,9 @@ from batches.services import create_batch
 from executions.services import create_job
 from imports.passes import accept_upload
 from interviews.services import start_session
-from operations.models import Notification, Operation, Status
+from operations.models import Notification, Operation
 from tests.batches_helpers import essay
-from tests.browser.helpers import assert_accessible, assert_fits_a_phone
+from tests.browser.helpers import assert_accessible, assert_fits_a_phone, settled
 from tests.factories import OperationFactory
 from tests.imports_helpers import SAMPLE
 from tests.processes import wait_for
@@ -37,9 +37,9 @@ def everything(live, alice):
                          essays=[essay(i) for i in range(3)] + ["Too short."])
     request_pipeline(batch, "cj_assessment")
     failed = OperationFactory(owner=alice, failed=True)
-    wait_for(lambda: not Operation.objects.filter(owner=alice).exclude(
-        status__in=[Status.COMPLETED, Status.FAILED]).exists(), 40, what="everything to settle")
-    wait_for(lambda: Notification.objects.filter(owner=alice).exists(), 10, what="a notification")
+    wait_for(lambda: settled(Operation.objects.filter(owner=alice)), 40,
+             what="everything to settle")
+    assert Notification.objects.filter(owner=alice).exists()
     execution = job.executions.get(region="demo-flaky", question_index=0)
     essay_id = batch.essays.first().pk
     return {"session": session, "job": job, "batch": batch, "failed": failed,

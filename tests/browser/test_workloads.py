@@ -10,14 +10,10 @@ from executions.services import create_job
 from interviews.services import start_session
 from operations.models import Operation, Status
 from tests.batches_helpers import essay
-from tests.browser.helpers import assert_not_reloaded, marker
+from tests.browser.helpers import assert_not_reloaded, marker, settled
 from tests.processes import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def settled(queryset) -> bool:
-    return not queryset.exclude(status__in=[Status.COMPLETED, Status.FAILED]).exists()
 
 
 # --- interviews --------------------------------------------------------------------------------
