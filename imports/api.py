@@ -80,7 +80,8 @@ def imports(request):
     export (ZIP or conversations.json); 202 with the profile, both passes queued."""
     if request.method == "GET":
         profiles = Profile.objects.filter(user=request.user).exclude(export_key="")
-        return Response(ImportSerializer(profiles, many=True).data)
+        return Response(ImportSerializer([p.read_passes_first() for p in profiles],
+                                         many=True).data)
     return upload_export(request)
 
 
@@ -104,7 +105,7 @@ def profile_detail(request):
     profile = Profile.objects.filter(user=request.user).first()
     if profile is None:
         return problem(404, "no_profile", "Upload an export first.")
-    return Response(ProfileSerializer(profile).data)
+    return Response(ProfileSerializer(profile.read_passes_first()).data)
 
 
 @extend_schema(request=RetryRequestSerializer, parameters=[IDEMPOTENCY_KEY],

@@ -39,13 +39,35 @@ class Profile(models.Model):
     full_pass_operation = models.ForeignKey("operations.Operation", null=True, blank=True,
                                             on_delete=models.SET_NULL, related_name="+")
 
+    # What the passes write into the profile, before their final status.
+    RESULT_FIELDS = ["conversation_count", "message_count", "first_conversation_at",
+                     "last_conversation_at", "titles", "custom_instructions", "summary",
+                     "memory_markdown"]
+    _pinned: dict | None = None  # the passes, as `read_passes_first` saw them
+
     def __str__(self):
         return f"profile of {self.user}"
 
     @property
+    def quick_pass(self):
+        """The operation that speaks for the quick pass now (the newest retry in its chain)."""
+        return self._pinned.get("quick") if self._pinned else _latest(self.quick_pass_operation)
+
+    @property
     def full_pass(self):
         """The operation that speaks for the full pass now (the newest retry in its chain)."""
-        return self.full_pass_operation.latest_in_chain() if self.full_pass_operation else None
+        return self._pinned.get("full") if self._pinned else _latest(self.full_pass_operation)
+
+    def read_passes_first(self) -> "Profile":
+        """For a page or an answer that shows the passes with their results: read the passes'
+        operations now and keep them, then re-read what the passes wrote. A pass writes its
+        results before its final status, so one seen finished has them seen too (one seen
+        running is polled again); read the other way round, a pass that finished in between
+        would show as done with its results missing, and nothing would poll for them."""
+        self._pinned = None
+        self._pinned = {"quick": self.quick_pass, "full": self.full_pass}
+        self.refresh_from_db(fields=self.RESULT_FIELDS)
+        return self
 
     @property
     def full_pass_status(self) -> str | None:
@@ -57,6 +79,10 @@ class Profile(models.Model):
         if operation.status == Status.PENDING and operation.is_retry:
             return "processing"
         return FULL_PASS_STATUS[operation.status]
+
+
+def _latest(operation):
+    return operation.latest_in_chain() if operation is not None else None
 
 
 class MemoryFact(models.Model):

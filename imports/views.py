@@ -45,13 +45,14 @@ def _eta_seconds(operation) -> int | None:
 
 
 def export_context(profile: Profile | None) -> dict:
-    quick = profile.quick_pass_operation.latest_in_chain() if (
-        profile and profile.quick_pass_operation) else None
+    quick = profile.quick_pass if profile else None
     return {"profile": profile, "counting": quick is not None and not quick.is_terminal}
 
 
 def render_dashboard(request, upload_error: ExportRejected | None = None):
     profile = Profile.objects.filter(user=request.user).first()
+    if profile is not None:
+        profile.read_passes_first()
     context = {**banner_context(profile, request), **export_context(profile)}
     part = request.GET.get("part") if request.htmx else None
     if part == "banner":

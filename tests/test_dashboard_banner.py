@@ -75,3 +75,38 @@ def test_a_second_click_is_refused_with_a_toast(web, profile):
     Operation.objects.filter(parent=profile.full_pass_operation).update(status=Status.FAILED)
     other = web.post(f"/operations/{profile.full_pass_operation_id}/retry", **HTMX)
     assert json.loads(other["HX-Trigger"])["toast"]["level"] == "error"
+
+
+@pytest.fixture
+def a_pass_ends_mid_read(monkeypatch):
+    """Runs `operation` to its end the first time the page or the API looks up a pass: the
+    moment a worker finishes it between two reads of one request."""
+    original = Operation.latest_in_chain
+
+    def arm(operation):
+        def latest_in_chain(self):
+            if not ended:
+                ended.append(run_until_settled(operation))
+            return original(self)
+        ended = []
+        monkeypatch.setattr(Operation, "latest_in_chain", latest_in_chain)
+        return ended
+    return arm
+
+
+def test_a_quick_pass_ending_while_the_page_is_read_shows_its_counts(web, profile,
+                                                                       a_pass_ends_mid_read):
+    ended = a_pass_ends_mid_read(profile.quick_pass_operation)
+    page = web.get("/").content.decode()
+    assert ended[0].status == Status.COMPLETED
+    assert "43 conversations" in page and "No conversations were counted" not in page
+
+
+def test_a_full_pass_ending_while_the_api_answers_comes_with_its_memory(api, user,
+                                                                         a_pass_ends_mid_read):
+    profile = accept_upload(user, File(io.BytesIO(sample_bytes()), name="export.json"))
+    run_until_settled(profile.quick_pass_operation)
+    ended = a_pass_ends_mid_read(profile.full_pass_operation)
+    body = api.get("/api/v1/imports/profile").json()
+    assert ended[0].status == Status.COMPLETED
+    assert body["full_pass"]["status"] == "complete" and "# MEMORY" in body["memory_markdown"]
