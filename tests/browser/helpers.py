@@ -3,7 +3,7 @@ and ways to wait for the live parts of a page without reloading it."""
 from axe_playwright_python.sync_playwright import Axe
 from django.db.models import Q
 
-from operations.models import Status
+from operations.models import TERMINAL
 
 PHONE = {"width": 390, "height": 844}
 _axe = Axe()
@@ -50,4 +50,4 @@ def settled(operations) -> bool:
     """Nothing of these runs or is waiting, and no finished one still has its follow-ups (the
     next step, the owner's notification) to come."""
     return not operations.filter(
-        ~Q(status__in=[Status.COMPLETED, Status.FAILED]) | Q(followup_due=True)).exists()
+        ~Q(status__in=TERMINAL) | Q(followup_due=True)).exists()
