@@ -127,8 +127,7 @@ class PipelineRequestSerializer(serializers.Serializer):
     requested_pipeline = StrictCharField(help_text=f"One of {', '.join(pipeline.PHASES)}.")
     is_retry = StrictBooleanField(required=False, default=False)
     retry_reason = StrictCharField(required=False, allow_null=True, allow_blank=True,
-                                         default=None, max_length=MAX_REASON_LENGTH,
-                                         trim_whitespace=False)
+                                   default=None, max_length=MAX_REASON_LENGTH)
 
 
 class PipelineAcceptedSerializer(serializers.Serializer):
@@ -143,8 +142,7 @@ class RetryPhaseSerializer(serializers.Serializer):
     essay_ids = serializers.ListField(child=StrictIntegerField(), required=False,
                                       allow_empty=False)
     retry_reason = StrictCharField(required=False, allow_null=True, allow_blank=True,
-                                         default=None, max_length=MAX_REASON_LENGTH,
-                                         trim_whitespace=False)
+                                   default=None, max_length=MAX_REASON_LENGTH)
 
 
 class PhaseRetriedSerializer(BulkRetryReportSerializer):

@@ -1,6 +1,6 @@
 """The whole API under /api/v1/, in one list."""
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from batches.api import BatchViewSet
@@ -18,7 +18,7 @@ router.register("batches", BatchViewSet, basename="batch")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
     *router.urls,
     path("imports/", imports_api.imports, name="imports"),
     path("imports/profile", imports_api.profile_detail, name="imports-profile"),

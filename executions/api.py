@@ -98,13 +98,13 @@ class RetryQuestionSerializer(serializers.Serializer):
     region = StrictCharField(max_length=40)
     question_index = StrictIntegerField(min_value=0)
     reason = StrictCharField(required=False, allow_blank=True, default="",
-                                   max_length=MAX_REASON_LENGTH, trim_whitespace=False)
+                                   max_length=MAX_REASON_LENGTH)
 
 
 class JobRetryFailedSerializer(serializers.Serializer):
     dry_run = StrictBooleanField(required=False, default=False)
     reason = StrictCharField(required=False, allow_blank=True, default="",
-                                   max_length=MAX_REASON_LENGTH, trim_whitespace=False)
+                                   max_length=MAX_REASON_LENGTH)
 
 
 def with_progress(jobs) -> list[Job]:

@@ -169,3 +169,20 @@ def test_admin_retry_all_failed_acts_on_confirmation_and_reports_skips(staff_cli
     children = Operation.objects.filter(parent__in=mixed["retryable"])
     assert children.count() == 2
     assert {(c.channel, c.retry_reason) for c in children} == {("admin", "after the outage")}
+
+
+@pytest.mark.parametrize("field, limit", [("error_code", 64), ("kind", 64)])
+def test_api_bulk_retry_refuses_a_filter_longer_than_the_schema_allows_even_after_whitespace(
+        api, user, field, limit):
+    # Found by the contract run: DRF trimmed U+0085 (Unicode whitespace) before checking the
+    # length, so 65 characters sent passed a maxLength of 64.
+    OperationFactory(owner=user, failed=True)
+    response = api.post(URL, {field: "\x85" + "a" * limit}, format="json")
+    assert response.status_code == 400 and response.json()["code"] == "invalid"
+    assert field in response.json()["errors"]
+    assert not Operation.objects.filter(is_retry=True).exists()
+
+
+def test_api_bulk_retry_takes_a_filter_at_its_limit_as_sent(api, user):
+    response = api.post(URL, {"error_code": " " + "a" * 63, "dry_run": True}, format="json")
+    assert response.status_code == 200

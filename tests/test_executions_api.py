@@ -54,6 +54,9 @@ def test_creating_a_job_answers_201_with_one_execution_per_region_and_question(a
     ("questions", [], "empty"),
     ("questions", ["q"] * 201, "no more than 200"),
     ("questions", ["x" * 4001], "no more than 4000"),
+    # Limits hold for what was sent: leading Unicode whitespace is not trimmed off first.
+    ("title", "\x85" + "t" * 200, "no more than 200"),
+    ("questions", ["\u2028" + "x" * 4000], "no more than 4000"),
 ])
 def test_a_bad_job_is_a_400_with_a_field_error_and_creates_nothing(api, field, value, says):
     response = create(api, **{field: value})

@@ -5,6 +5,14 @@ from rest_framework import serializers
 
 
 class StrictCharField(serializers.CharField):
+    """A string, taken as sent. DRF trims whitespace (Unicode's too, such as U+0085) before it
+    checks `max_length`, `min_length` and blankness, so a trimmed field would accept strings
+    longer than the schema's `maxLength`: the limits here hold for what the client sent."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
     def to_internal_value(self, data):
         if not isinstance(data, str):
             self.fail("invalid")

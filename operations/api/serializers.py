@@ -69,7 +69,7 @@ class OperationDetailSerializer(OperationSerializer):
 
 class RetryRequestSerializer(serializers.Serializer):
     reason = StrictCharField(required=False, allow_blank=True, default="",
-                             max_length=MAX_REASON_LENGTH, trim_whitespace=False)
+                             max_length=MAX_REASON_LENGTH)
 
 
 class BulkRetryRequestSerializer(serializers.Serializer):
@@ -81,7 +81,7 @@ class BulkRetryRequestSerializer(serializers.Serializer):
                                        help_text="Only operations that failed after this.")
     dry_run = StrictBooleanField(required=False, default=False)
     reason = StrictCharField(required=False, allow_blank=True, default="",
-                             max_length=MAX_REASON_LENGTH, trim_whitespace=False)
+                             max_length=MAX_REASON_LENGTH)
 
 
 class BulkRetrySkippedSerializer(serializers.Serializer):

@@ -14,3 +14,10 @@ def failure_panel(context, operation, retry_url, target, action="Retry", heading
     return {**panel_context(operation, action), "retry_url": retry_url, "target": target,
             "heading": heading or f"{operation.kind_spec.title} failed",
             "reassurance": reassurance, "csrf_token": context.get("csrf_token")}
+
+
+@register.filter
+def duration_minutes(value) -> str:
+    """A timedelta as whole minutes for people: "1 minute", "15 minutes"."""
+    minutes = max(1, round(value.total_seconds() / 60))
+    return f"{minutes} minute{'' if minutes == 1 else 's'}"
