@@ -9,11 +9,21 @@ from django.db import transaction
 from batches.models import Batch, Essay, PhaseOutput
 from operations.chains import NOT_STARTED, Chain, NotStarted, latest_of
 from operations.models import Attempt, Operation, Outcome, Status
+from operations.refusals import declare
 from operations.services import RetryRefused, check_reason, retry_failed, submit
 
 PHASES = ("spellcheck", "nlp", "ai_feedback", "cj_assessment")
 PER_ESSAY = PHASES[:3]
 BATCH_ONLY = "cj_assessment"
+
+UNKNOWN_PHASE = declare("unknown_phase", 400, "There is no phase 'grammar'; the phases are "
+                        "spellcheck, nlp, ai_feedback, cj_assessment.")
+BATCH_ONLY_PHASE = declare("batch_only_phase", 400,
+                           "cj_assessment runs on the whole batch; retry it without essay_ids.")
+UNKNOWN_ESSAY = declare("unknown_essay", 400, "Some essay_ids are not essays of this batch.")
+PHASE_NOT_READY = declare("phase_not_ready", 409, "Earlier phases of cj_assessment have not "
+                          "finished (some are running or failed): retry those first.")
+NOTHING_TO_RETRY = declare("nothing_to_retry", 409, "Nothing failed in ai_feedback.")
 PHASE_LABELS = {"spellcheck": "Spelling", "nlp": "Language", "ai_feedback": "AI feedback",
                 "cj_assessment": "Comparative judgement"}
 
@@ -205,7 +215,7 @@ def request_pipeline(batch: Batch, phase: str, *, faults: dict | None = None) ->
 
 
 def unknown_phase(phase) -> RetryRefused:
-    return RetryRefused("unknown_phase", 400,
+    return RetryRefused(UNKNOWN_PHASE, 400,
                         f"There is no phase {phase!r}; the phases are {', '.join(PHASES)}.",
                         {"phases": list(PHASES)})
 
@@ -220,7 +230,7 @@ def retry_phase(batch: Batch, phase: str, *, by, channel: str, reason: str = "",
         raise unknown_phase(phase)
     check_reason(reason)
     if essay_ids is not None and phase == BATCH_ONLY:
-        raise RetryRefused("batch_only_phase", 400,
+        raise RetryRefused(BATCH_ONLY_PHASE, 400,
                            f"{phase} runs on the whole batch; retry it without essay_ids.",
                            {"phase": phase})
     state = read(batch)
@@ -235,11 +245,11 @@ def retry_phase(batch: Batch, phase: str, *, by, channel: str, reason: str = "",
                         for e in essays for p in earlier)
     failed = [item.operation for item in items if item.failed]
     if (not failed or essay_ids is not None) and not_ready:
-        raise RetryRefused("phase_not_ready", 409,
+        raise RetryRefused(PHASE_NOT_READY, 409,
                            f"Earlier phases of {phase} have not finished (some are running or "
                            "failed): retry those first.", {"phase": phase})
     if not failed:
-        raise RetryRefused("nothing_to_retry", 409, f"Nothing failed in {phase}.",
+        raise RetryRefused(NOTHING_TO_RETRY, 409, f"Nothing failed in {phase}.",
                            {"phase": phase})
     return retry_failed(failed, by=by, channel=channel, reason=reason, staff=staff)
 
@@ -249,10 +259,10 @@ def _chosen(state: BatchState, essay_ids) -> list[Essay]:
     try:
         chosen = [by_id[int(essay_id)] for essay_id in essay_ids]
     except (KeyError, TypeError, ValueError):
-        raise RetryRefused("unknown_essay", 400,
+        raise RetryRefused(UNKNOWN_ESSAY, 400,
                            "Some essay_ids are not essays of this batch.",
                            {"essay_ids": list(by_id)}) from None
     if not chosen:
-        raise RetryRefused("unknown_essay", 400, "Choose at least one essay.",
+        raise RetryRefused(UNKNOWN_ESSAY, 400, "Choose at least one essay.",
                            {"essay_ids": list(by_id)})
     return chosen

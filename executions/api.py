@@ -16,9 +16,12 @@ from operations.api.serializers import (BulkRetryReportSerializer, ChainFieldsMi
                                         ChainHistoryMixin, ErrorSummarySerializer)
 from operations.api.views import IDEMPOTENCY_KEY, RetryThrottle, bulk_retry_response, invalid
 from operations.models import Channel
+from operations.refusals import declare
 from operations.services import MAX_REASON_LENGTH, RetryRefused, lookup
 
 MAX_REGIONS, MAX_QUESTIONS, MAX_QUESTION_CHARS = 20, 200, 4000
+CELL_MISMATCH = declare("cell_mismatch", 400,
+                        "This execution is us-east × question 0, not eu-west × question 0.")
 
 
 class CellErrorSerializer(ErrorSummarySerializer):
@@ -227,7 +230,7 @@ class ExecutionViewSet(viewsets.GenericViewSet):
         data = form.validated_data
         if (data["region"], data["question_index"]) != (execution.region,
                                                         execution.question_index):
-            return problem(400, "cell_mismatch",
+            return problem(400, CELL_MISMATCH,
                            f"This execution is {execution.region} × question "
                            f"{execution.question_index}, not {data['region']} × question "
                            f"{data['question_index']}.",

@@ -7,14 +7,19 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 
+from imports.export_reader import REFUSALS as UPLOAD_REFUSALS
 from imports.export_reader import ExportRejected, too_large
 from imports.models import Profile
 from imports.passes import accept_upload
 from operations.api.idempotency import respond_once
 from operations.api.problems import problem
-from operations.api.schema import IDEMPOTENT, UPLOAD, contract
+from operations.api.schema import IDEMPOTENT, contract
 from operations.api.serializers import OperationSerializer, RetryRequestSerializer
 from operations.api.views import IDEMPOTENCY_KEY, RetryThrottle, api_retry
+from operations.refusals import declare
+
+NO_FILE = declare("no_file", 400, "Send the export as the multipart field 'file'.")
+NO_PROFILE = declare("no_profile", 404, "Upload an export first.")
 
 
 class UploadThrottle(UserRateThrottle):
@@ -71,7 +76,7 @@ class ImportSerializer(serializers.Serializer):
     methods=["POST"],
     request={"multipart/form-data": inline_serializer("ExportUpload",
                                                       {"file": serializers.FileField()})},
-    responses=contract({202: ProfileSerializer}, *UPLOAD, "throttled", body=True))
+    responses=contract({202: ProfileSerializer}, *UPLOAD_REFUSALS, NO_FILE, "throttled", body=True))
 @api_view(["GET", "POST"])
 @parser_classes([MultiPartParser])
 @throttle_classes([UploadThrottle])
@@ -91,20 +96,20 @@ def upload_export(request):
             raise too_large()
         file = request.FILES.get("file")
         if file is None:
-            raise ExportRejected("no_file", "Send the export as the multipart field 'file'.")
+            raise ExportRejected(NO_FILE, "Send the export as the multipart field 'file'.")
         profile = accept_upload(request.user, file, name=file.name)
     except ExportRejected as refused:
         return problem(refused.status, refused.code, refused.message)
     return Response(ProfileSerializer(profile).data, status=status.HTTP_202_ACCEPTED)
 
 
-@extend_schema(responses=contract({200: ProfileSerializer}, "no_profile"))
+@extend_schema(responses=contract({200: ProfileSerializer}, NO_PROFILE))
 @api_view(["GET"])
 def profile_detail(request):
     """Your profile: the export, the quick-pass results, the memory and the full pass."""
     profile = Profile.objects.filter(user=request.user).first()
     if profile is None:
-        return problem(404, "no_profile", "Upload an export first.")
+        return problem(404, NO_PROFILE, "Upload an export first.")
     return Response(ProfileSerializer(profile.read_passes_first()).data)
 
 

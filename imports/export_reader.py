@@ -17,6 +17,7 @@ import ijson
 from django.conf import settings
 
 from imports.storage import open_stored
+from operations.refusals import declare
 
 try:
     # The pure-Python backend is ~30x slower; running without the C one would be a silent
@@ -36,6 +37,23 @@ class ExportRejected(Exception):
     def __init__(self, code: str, message: str, status: int = 400):
         super().__init__(message)
         self.code, self.message, self.status = code, message, status
+
+
+# What an upload can be refused with (the API answers each as a problem with this code).
+REFUSALS = (
+    declare("empty_file", 400, "The file is empty."),
+    declare("unsupported_file", 400, "This is not a ZIP or JSON file."),
+    declare("file_too_large", 413, "The file is larger than 1024 MB."),
+    declare("damaged_zip", 400, "The ZIP file is damaged."),
+    declare("no_conversations", 400, "There are no conversations in it."),
+    declare("several_conversations", 400, "The ZIP holds more than one conversations.json."),
+    declare("unsafe_zip", 400, "The ZIP holds unsafe names."),
+    declare("encrypted_zip", 400, "The ZIP is encrypted."),
+    declare("zip_bomb", 400, "The ZIP would inflate far beyond its size."),
+    declare("malformed_json", 400, "The JSON is malformed."),
+    declare("empty_export", 400, "The export holds no conversations."),
+    declare("not_an_export", 400, "This JSON is not a ChatGPT or Claude export."),
+)
 
 
 @dataclass

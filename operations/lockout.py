@@ -4,7 +4,10 @@ from axes.helpers import get_client_username, get_cool_off, get_failure_limit
 from django.http import JsonResponse
 from django.shortcuts import render
 
-LOCKED_OUT = "locked_out"
+from operations.refusals import declare
+
+LOCKED_OUT = declare("locked_out", 429, "Too many failed sign-ins from this address. Try again "
+                     "in 15 minutes, or ask an administrator to lift the pause.")
 
 
 def message(cool_off_seconds: int) -> str:

@@ -3,6 +3,11 @@ the database cannot store (a NUL character in text, say) answers 400."""
 from django.db import DataError, OperationalError
 from django.http import HttpResponse, JsonResponse
 
+from operations.refusals import declare
+
+SERVICE_UNAVAILABLE = declare("service_unavailable", 503, "Rebound's database is briefly "
+                              "unavailable. Try again in a few seconds.")
+
 
 class DatabaseUnavailableMiddleware:
     def __init__(self, get_response):
@@ -18,8 +23,8 @@ class DatabaseUnavailableMiddleware:
             return None
         if request.path.startswith("/api/"):
             response = JsonResponse(
-                {"type": "about:blank#service_unavailable", "title": "Service unavailable",
-                 "status": 503, "code": "service_unavailable",
+                {"type": f"about:blank#{SERVICE_UNAVAILABLE}", "title": "Service unavailable",
+                 "status": 503, "code": SERVICE_UNAVAILABLE,
                  "detail": "Rebound's database is briefly unavailable. Try again in a few seconds."},
                 status=503, content_type="application/problem+json")
         else:

@@ -18,9 +18,23 @@ from django.db.models.functions import Now
 from operations import kinds
 from operations.delivery import enqueue_on_commit
 from operations.models import Channel, Operation, Status, Trigger, db_now_plus
+from operations.refusals import declare
 
 log = logging.getLogger("rebound.retry")
 MAX_REASON_LENGTH = 500
+
+INVALID = declare("invalid", 400, "Some fields are not valid.")
+NOT_FOUND = declare("not_found", 404, "No operation with that id.")
+NOT_FAILED = declare("not_failed", 409,
+                     "Only a failed operation can be retried; this one is completed.")
+ALREADY_RETRIED = declare("already_retried", 409, "This operation has already been retried.")
+RETRY_LIMIT_REACHED = declare("retry_limit_reached", 429,
+                              "This has been retried 3 times, the most allowed.")
+INPUT_MISSING = declare("input_missing", 409,
+                        "The stored input for this is gone or has changed. Upload it again.")
+REASON_TOO_LONG = declare("reason_too_long", 400, "The reason may be at most 500 characters.")
+NOT_CANCELLABLE = declare("not_cancellable", 409,
+                          "Only a pending or scheduled operation can be cancelled.")
 
 
 def max_manual_retries() -> int:
@@ -69,7 +83,7 @@ class RetryRefused(Exception):
 
 def not_found() -> RetryRefused:
     # One refusal for "no such operation" and "not yours": nobody learns what exists.
-    return RetryRefused("not_found", 404, "No operation with that id.")
+    return RetryRefused(NOT_FOUND, 404, "No operation with that id.")
 
 
 def lookup(get, message: str = "Not found."):
@@ -77,7 +91,7 @@ def lookup(get, message: str = "Not found."):
     try:
         return get()
     except (ObjectDoesNotExist, ValidationError, ValueError, TypeError):
-        raise RetryRefused("not_found", 404, message) from None
+        raise RetryRefused(NOT_FOUND, 404, message) from None
 
 
 def find_for(user, operation_id, *, staff: bool = False) -> Operation:
@@ -95,7 +109,7 @@ def check_retryable(operation: Operation) -> None:
     """Raise RetryRefused if a manual retry of `operation` would be refused now."""
     if operation.status != Status.FAILED:
         raise RetryRefused(
-            "not_failed", 409,
+            NOT_FAILED, 409,
             f"Only a failed operation can be retried; this one is {operation.status}.",
             {"current_status": operation.status})
     if hasattr(operation, "child_pk"):  # find_for answered it already
@@ -106,18 +120,18 @@ def check_retryable(operation: Operation) -> None:
         raise already_retried(child_pk)
     if operation.retry_number >= max_manual_retries():
         raise RetryRefused(
-            "retry_limit_reached", 429,
+            RETRY_LIMIT_REACHED, 429,
             f"This has been retried {operation.retry_number} times, the most allowed. "
             "Contact support with the reference.",
             {"retry_count": operation.retry_number, "max_retries": max_manual_retries()})
     if not _input_available(operation):
-        raise RetryRefused("input_missing", 409,
+        raise RetryRefused(INPUT_MISSING, 409,
                            "The stored input for this is gone or has changed. Upload it again.")
 
 
 def already_retried(child) -> RetryRefused:
     """`child`: the retry that exists, or its id."""
-    return RetryRefused("already_retried", 409, "This operation has already been retried.",
+    return RetryRefused(ALREADY_RETRIED, 409, "This operation has already been retried.",
                         {"retry_operation_id": str(getattr(child, "pk", child))})
 
 
@@ -127,10 +141,10 @@ def _input_available(operation) -> bool:
 
 def check_reason(reason: str) -> None:
     if "\x00" in (reason or ""):
-        raise RetryRefused("invalid", 400, "The reason cannot contain NUL characters.",
+        raise RetryRefused(INVALID, 400, "The reason cannot contain NUL characters.",
                            {"field": "reason"})
     if len(reason or "") > MAX_REASON_LENGTH:
-        raise RetryRefused("reason_too_long", 400,
+        raise RetryRefused(REASON_TOO_LONG, 400,
                            f"The reason may be at most {MAX_REASON_LENGTH} characters.",
                            {"field": "reason", "max_length": MAX_REASON_LENGTH})
 
@@ -235,7 +249,7 @@ def cancel_operation(operation_id, *, by, staff: bool = False) -> Operation:
     operation = find_for(by, operation_id, staff=staff)
     if not operation.cancel():
         operation.refresh_from_db()
-        raise RetryRefused("not_cancellable", 409,
+        raise RetryRefused(NOT_CANCELLABLE, 409,
                            f"Only a pending or scheduled operation can be cancelled; this one "
                            f"is {operation.status}.", {"current_status": operation.status})
     return operation

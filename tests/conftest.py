@@ -15,7 +15,10 @@ def on_postgres() -> bool:
 def pytest_collection_modifyitems(config, items):
     # The browser tests run last: Playwright keeps an event loop in the main thread until the
     # session ends, and Django's async views cannot be called from a thread that has one.
-    items.sort(key=lambda item: "/browser/" in str(item.fspath))
+    # The refusal registry's check reads what every API test before it was answered, so it
+    # runs after them.
+    items.sort(key=lambda item: ("/browser/" in str(item.fspath),
+                                 item.get_closest_marker("after_api_tests") is not None))
     if os.environ.get("DATABASE_URL", "").startswith(("postgres", "postgresql")):
         return
     skip = pytest.mark.skip(reason="needs PostgreSQL: real concurrent connections or processes "
@@ -23,6 +26,25 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def refusals_answered():
+    """Every refusal the test clients were answered by the API: (method, path, code)."""
+    from django.test import Client
+
+    from tests import refusal_log
+
+    original = Client.request
+
+    def request(self, **environ):
+        response = original(self, **environ)
+        refusal_log.note(environ, response)
+        return response
+
+    Client.request = request
+    yield refusal_log.SEEN
+    Client.request = original
 
 
 @pytest.fixture

@@ -6,8 +6,17 @@ from rest_framework.response import Response
 
 from operations.api.problems import problem
 from operations.models import IdempotencyRecord
+from operations.refusals import declare
 
 HEADER = "Idempotency-Key"
+INVALID_KEY = declare("invalid_idempotency_key", 400,
+                      "Idempotency-Key is at most 200 characters.")
+IN_PROGRESS = declare("idempotency_in_progress", 409, "A request with this Idempotency-Key is "
+                      "still being handled. Try again shortly.")
+KEY_REUSED = declare("idempotency_key_reused", 422, "This Idempotency-Key was used for a "
+                     "different request. Use a new key.")
+# What a call that takes an Idempotency-Key can meet.
+REFUSALS = (INVALID_KEY, IN_PROGRESS, KEY_REUSED)
 
 
 def respond_once(request, handle):
@@ -17,7 +26,7 @@ def respond_once(request, handle):
     if not key:
         return handle()
     if len(key) > 200:
-        return problem(400, "invalid_idempotency_key", "Idempotency-Key is at most 200 characters.")
+        return problem(400, INVALID_KEY, "Idempotency-Key is at most 200 characters.")
     digest = hashlib.sha256(
         request.method.encode() + b" " + request.path.encode() + b"\n" + request.body).hexdigest()
     try:
@@ -38,10 +47,10 @@ def respond_once(request, handle):
 
 def _replay(record, digest):
     if record.request_hash != digest:
-        return problem(422, "idempotency_key_reused",
+        return problem(422, KEY_REUSED,
                        "This Idempotency-Key was used for a different request. Use a new key.")
     if record.status_code is None:
-        return problem(409, "idempotency_in_progress",
+        return problem(409, IN_PROGRESS,
                        "A request with this Idempotency-Key is still being handled. Try again shortly.")
     response = Response(record.body, status=record.status_code,
                         content_type="application/problem+json" if record.status_code >= 400

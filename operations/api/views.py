@@ -138,7 +138,7 @@ class OperationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
 
     @extend_schema(request=None, parameters=[IDEMPOTENCY_KEY],
                    responses=contract({200: OperationSerializer}, "not_found", "not_cancellable",
-                                      *IDEMPOTENT))
+                                      *IDEMPOTENT, post=True))
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         """Cancel a pending or scheduled operation."""
