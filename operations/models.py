@@ -405,8 +405,9 @@ class Notification(models.Model):
 
 
 class SendWindow(models.Model):
-    """When a throttled message (an owner's email digest, a staff alert per kind) was last
-    sent. Claiming the window is one conditional UPDATE, so several processes send once."""
+    """When a throttled act last happened: an owner's email digest or a staff alert per kind
+    (claiming the window is one conditional UPDATE, so several processes send once), or the
+    last start handed out to a bulk retry's children (`BulkRetrySlots`)."""
 
     key = models.CharField(max_length=200, unique=True)
     last_sent_at = models.DateTimeField(null=True, blank=True)

@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
@@ -17,7 +18,7 @@ from django.db.models.functions import Now
 
 from operations import kinds
 from operations.delivery import enqueue_on_commit
-from operations.models import Channel, Operation, Status, Trigger, db_now_plus
+from operations.models import Channel, Operation, SendWindow, Status, Trigger, db_now_plus
 from operations.refusals import declare
 
 log = logging.getLogger("rebound.retry")
@@ -204,20 +205,68 @@ def bulk_retry_rate() -> float:
     return settings.REBOUND["BULK_RETRY_RATE"]
 
 
+@dataclass
+class BulkRetrySlots:
+    """Start times for the children of one bulk retry, taken from one schedule shared by every
+    bulk retry: the row `bulk-retry` holds the last start handed out (database clock), and a
+    bulk retry reserves its run of slots after it under the row's lock, so bulk retries running
+    at once queue one behind the other instead of each starting from now."""
+
+    first_in: float  # seconds from the reservation (database clock) to the first slot
+    spacing: float
+    count: int
+    last_at: object = None  # the last slot reserved, as stored
+
+    KEY = "bulk-retry"
+
+    @classmethod
+    def reserve(cls, count: int, spacing: float) -> "BulkRetrySlots":
+        if count == 0:
+            return cls(0.0, spacing, 0)
+        with transaction.atomic():
+            SendWindow.objects.get_or_create(key=cls.KEY)
+            # On PostgreSQL the row lock queues concurrent reservations; SQLite's IMMEDIATE
+            # transactions already let one writer in at a time.
+            window = (SendWindow.objects.select_for_update().annotate(now=Now())
+                      .get(key=cls.KEY))
+            now, last = window.now, window.last_sent_at
+            first = max(now, last + timedelta(seconds=spacing)) if last else now
+            window.last_sent_at = first + timedelta(seconds=spacing * (count - 1))
+            window.save(update_fields=["last_sent_at"])
+        return cls((first - now).total_seconds(), spacing, count, window.last_sent_at)
+
+    def start_in(self, k: int) -> float:
+        """Seconds from the reservation until the k-th child (from 0) may start."""
+        return self.first_in + k * self.spacing
+
+    def give_back_unused(self, used: int) -> None:
+        """Slots reserved for parents that were skipped go back, unless a later bulk retry
+        has reserved after them already (then they stay a gap: slower, never faster)."""
+        if used >= self.count or self.last_at is None:
+            return
+        end = self.last_at - timedelta(seconds=self.spacing * (self.count - used))
+        SendWindow.objects.filter(key=self.KEY, last_sent_at=self.last_at).update(
+            last_sent_at=end)
+
+
 def retry_failed(operations, *, by, channel: str, reason: str = "", dry_run: bool = False,
                  staff: bool = False) -> dict:
     """Retry many failed operations through the one retry path, and report what happened:
     `{"eligible", "retried": [ids], "skipped": {reason: n}, "by_error": {code: n}}`.
 
     `eligible` counts what was (or, in a dry run, would be) retried; with `skipped` it adds up
-    to the operations given. Children are staggered: the k-th starts k / REBOUND_BULK_RETRY_RATE
-    seconds from now, so a bulk retry never stampedes a provider. A dry run writes nothing.
-    Safe under concurrency: each parent gets at most one child, whoever asks.
+    to the operations given. Children are staggered at REBOUND_BULK_RETRY_RATE per second in
+    total, across every bulk retry running at once (the page, the admin, the API; any user), so
+    bulk retries never stampede a provider. A dry run writes nothing. Safe under concurrency:
+    each parent gets at most one child, whoever asks.
     """
     check_reason(reason)
+    operations = list(operations)
     spacing = 1.0 / bulk_retry_rate()
-    # Slots are k * spacing after the start; each is written relative to the database clock
-    # at its insert, less the time this loop has taken so far.
+    slots = None if dry_run else BulkRetrySlots.reserve(
+        sum(op.status == Status.FAILED for op in operations), spacing)
+    # Each slot is written relative to the database clock at its insert, less the time this
+    # loop has taken so far.
     began = time.monotonic()
     eligible, retried = 0, []
     skipped = dict.fromkeys(SKIP_REASONS, 0)
@@ -231,13 +280,15 @@ def retry_failed(operations, *, by, channel: str, reason: str = "", dry_run: boo
             if dry_run:
                 check_retryable(operation)
             else:
-                slot = len(retried) * spacing - (time.monotonic() - began)
+                slot = slots.start_in(len(retried)) - (time.monotonic() - began)
                 child = _retry(operation, by=by, channel=channel, reason=reason or "",
-                               start_in=slot if retried else 0.0)
+                               start_in=slot if slot > 0.001 else 0.0)
                 retried.append(str(child.pk))
             eligible += 1
         except RetryRefused as refused:
             skipped[refused.code] = skipped.get(refused.code, 0) + 1
+    if slots is not None:
+        slots.give_back_unused(len(retried))
     log.info("bulk retry by=%s channel=%s dry_run=%s eligible=%s skipped=%s", getattr(by, "pk", None),
              channel, dry_run, eligible, skipped)
     return {"eligible": eligible, "retried": retried, "skipped": skipped,

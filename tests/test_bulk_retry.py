@@ -186,3 +186,28 @@ def test_api_bulk_retry_refuses_a_filter_longer_than_the_schema_allows_even_afte
 def test_api_bulk_retry_takes_a_filter_at_its_limit_as_sent(api, user):
     response = api.post(URL, {"error_code": " " + "a" * 63, "dry_run": True}, format="json")
     assert response.status_code == 200
+
+
+def test_a_second_bulk_retry_queues_behind_the_first_instead_of_starting_from_now(
+        settings, user):
+    settings.REBOUND = {**settings.REBOUND, "BULK_RETRY_RATE": 4.0}
+    first = retry_failed([OperationFactory(owner=user, failed=True) for _ in range(3)],
+                         by=user, channel=Channel.WEB)
+    second = retry_failed([OperationFactory(owner=user, failed=True) for _ in range(3)],
+                          by=user, channel=Channel.API)
+    starts = [Operation.objects.get(pk=pk) for pk in first["retried"] + second["retried"]]
+    due = [c.next_attempt_at or c.created_at for c in starts]
+    gaps = [(b - a).total_seconds() for a, b in zip(due, due[1:])]
+    assert all(gap >= 0.245 for gap in gaps)  # 4 per second in total, across both requests
+    assert due[-1] - due[0] >= timedelta(seconds=1.2)
+
+
+def test_slots_of_skipped_parents_are_given_back(settings, user, mixed):
+    settings.REBOUND = {**settings.REBOUND, "BULK_RETRY_RATE": 4.0}
+    retry_failed(mixed["all"], by=user, channel=Channel.WEB)  # 2 retried, 2 failed ones skipped
+    after = retry_failed([OperationFactory(owner=user, failed=True)], by=user,
+                         channel=Channel.WEB)
+    last_of_first = Operation.objects.filter(parent__in=mixed["retryable"],
+                                             next_attempt_at__isnull=False).get().next_attempt_at
+    child = Operation.objects.get(pk=after["retried"][0])
+    assert 0.245 <= (child.next_attempt_at - last_of_first).total_seconds() < 0.5

@@ -2,7 +2,7 @@
 parent, and a real cluster starts staggered children no sooner than their spacing allows."""
 import pytest
 
-from operations.models import Channel, Operation, Status
+from operations.models import Attempt, Channel, Operation, Status
 from operations.services import retry_failed, submit
 from tests.factories import OperationFactory
 from tests.processes import cluster, wait_for
@@ -49,3 +49,30 @@ def test_a_real_cluster_starts_staggered_children_no_sooner_than_their_spacing(
     first, last = started[0][0], started[-1][0]
     measured_rate = (len(started) - 1) / (last - first).total_seconds()
     assert measured_rate <= 5.0 * 1.1  # the configured rate, give or take delivery latency
+
+
+def test_five_concurrent_bulk_retries_start_their_children_at_the_rate_in_total(
+        user, settings, tmp_path, running_dispatcher):
+    rate = 10.0
+    settings.REBOUND = {**settings.REBOUND, "BULK_RETRY_RATE": rate}
+    groups = [[OperationFactory(owner=user, failed=True, input={"succeed_on_retry": 1})
+               for _ in range(8)] for _ in range(5)]
+    with cluster(tmp_path, REBOUND_WORKERS=2):
+        ready = submit("diagnostics.noop", user, {})
+        wait_for(lambda: Operation.objects.get(pk=ready.pk).status == Status.COMPLETED, 30,
+                 what="the cluster to be ready")
+        reports = in_threads(5, lambda n: retry_failed(groups[n], by=user, channel=Channel.API))
+        children = [pk for report in reports for pk in report["retried"]]
+        assert len(children) == 40
+        wait_for(lambda: Operation.objects.filter(pk__in=children, status=Status.COMPLETED)
+                 .count() == 40, 60, what="every child to complete")
+    starts = sorted(Attempt.objects.filter(operation__in=children).values_list(
+        "started_at", flat=True))
+    assert len(starts) == 40
+    # However the five interleaved, no second holds more starts than the rate allows (one
+    # more for a window that begins right on a start), and the whole run takes its time.
+    for i, start in enumerate(starts):
+        within_a_second = [s for s in starts[i:] if (s - start).total_seconds() < 1.0]
+        assert len(within_a_second) <= rate + 1, (start, len(within_a_second))
+    measured = (len(starts) - 1) / (starts[-1] - starts[0]).total_seconds()
+    assert measured <= rate * 1.1
