@@ -104,7 +104,7 @@ class LeaseKeeper:
     def _keep(self, entries, extend_every) -> None:
         now = time.monotonic()
         try:
-            Host.beat(this_host())
+            host_alive(force=True)
             for entry in entries:
                 operation, token, time_limit, started, extended = entry
                 if now - started > time_limit or now - extended < extend_every:
@@ -118,6 +118,19 @@ class LeaseKeeper:
 
 
 keeper = LeaseKeeper()
+
+_host_beat_at = float("-inf")  # when this process last said its host is alive (monotonic)
+
+
+def host_alive(force: bool = False) -> None:
+    """Say this host is alive, at most once a second unless `force`. A worker says it before it
+    claims anything, so a host that dies at any moment after a claim, even before its lease
+    keeper's first beat, is known to the other hosts and recovered within
+    REBOUND_HOST_DEAD_AFTER and a sweep, not only when its leases expire."""
+    global _host_beat_at
+    if force or time.monotonic() - _host_beat_at >= 1.0:
+        Host.beat(this_host())
+        _host_beat_at = time.monotonic()
 
 
 # Set by SIGTERM in a worker process: the running handler stops at its next heartbeat and the
@@ -150,6 +163,7 @@ def run(operation_id) -> str:
     the delivered operation, for logs and tests. (django-q2's worker has already closed stale
     database connections before calling it.)"""
     holder = holder_id()
+    host_alive()
     operation = fastpath.claim_next(holder, pk=operation_id)
     if operation is None:
         # A duplicate delivery, a cancelled operation or one already drained: nothing to do.
@@ -173,6 +187,7 @@ def drain(holder: str, deadline: float, following: Operation | None = None) -> i
         if following is None:
             if _draining(holder, deadline) is None:
                 return ran
+            host_alive()
             following = fastpath.claim_next(holder)
             if following is None:
                 return ran

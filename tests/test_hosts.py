@@ -6,7 +6,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from operations import dispatcher
+from operations import dispatcher, runner
+from operations.kinds import register
+from operations.lease import this_host
 from operations.models import Host, Operation, Outcome, Status
 from tests.factories import OperationFactory
 
@@ -65,3 +67,20 @@ def test_dead_after_is_a_setting(user, settings):
     held_by(user, "host-a")
     silent_for("host-a", 6)
     assert dispatcher.recover_lost() == 0
+
+
+@register("tests.host_known")
+def host_known(context):
+    HOST_SEEN["known"] = Host.objects.filter(name=this_host()).exists()
+    return {}
+
+
+HOST_SEEN = {}
+
+
+def test_a_worker_says_its_host_is_alive_before_it_claims_anything(user, monkeypatch):
+    monkeypatch.setattr(runner, "_host_beat_at", float("-inf"))
+    Host.objects.all().delete()
+    operation = OperationFactory(owner=user, kind="tests.host_known")
+    assert runner.run(operation.pk) == "completed"
+    assert HOST_SEEN == {"known": True}  # before the lease keeper's first beat (1 s later)

@@ -143,3 +143,22 @@ def test_a_host_stopped_on_purpose_hands_its_work_over_without_a_crash(user, tmp
     first, second = Operation.objects.get(pk=operation.pk).attempts.all()
     assert first.worker == holder and first.outcome == Outcome.TRANSIENT
     assert first.error_code == "worker_stopped" and second.worker.startswith("host-b:")
+
+
+def test_a_host_killed_before_its_first_lease_beat_is_recovered_within_dead_after(
+        user, tmp_path, settings):
+    settings.REBOUND = {**settings.REBOUND, "HOST_DEAD_AFTER_SECONDS": 2.0}
+    operation = slow_operation(user)
+    with cluster(tmp_path, name="doomed", REBOUND_HOST_ID="doomed-host",
+                 REBOUND_LEASE_SECONDS=30) as doomed:
+        wait_for(lambda: status_of(operation) == Status.PROCESSING, 30, interval=0.01,
+                 what="first attempt")
+        kill_group(doomed)  # the whole host, within moments of its claim
+        killed_at = timezone.now()
+    # The worker said its host was alive before it claimed: the host is known, and its
+    # silence is noticed after REBOUND_HOST_DEAD_AFTER, not after the 30 s lease.
+    assert Host.objects.filter(name="doomed-host").exists()
+    wait_for(lambda: dispatcher.recover_lost() == 1, 10, interval=0.1, what="recovery")
+    operation.refresh_from_db()
+    assert operation.status == Status.RETRY_SCHEDULED and operation.error_code == "worker_lost"
+    assert (timezone.now() - killed_at).total_seconds() < 2.0 + 3
