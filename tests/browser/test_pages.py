@@ -13,7 +13,7 @@ from interviews.services import start_session
 from operations.models import Notification, Operation
 from tests.batches_helpers import essay
 from tests.browser.helpers import assert_accessible, assert_fits_a_phone, settled
-from tests.factories import OperationFactory
+from tests.factories import AttemptFactory, OperationFactory
 from tests.imports_helpers import SAMPLE
 from tests.processes import wait_for
 
@@ -37,18 +37,33 @@ def everything(live, alice):
                          essays=[essay(i) for i in range(3)] + ["Too short."])
     request_pipeline(batch, "cj_assessment")
     failed = OperationFactory(owner=alice, failed=True)
+    long = long_failure(alice)
     wait_for(lambda: settled(Operation.objects.filter(owner=alice)), 40,
              what="everything to settle")
     assert Notification.objects.filter(owner=alice).exists()
     execution = job.executions.get(region="demo-flaky", question_index=0)
     essay_id = batch.essays.first().pk
     return {"session": session, "job": job, "batch": batch, "failed": failed,
-            "execution": execution, "essay_id": essay_id, "profile": profile}
+            "execution": execution, "essay_id": essay_id, "profile": profile, "long": long}
+
+
+def long_failure(owner):
+    """Long content: a failure with a long error after a dozen attempts, each with its error."""
+    words = "The provider answered with an error that goes on and on about what went wrong "
+    operation = OperationFactory(owner=owner, failed=True, attempt_count=12,
+                                 error_message=(words * 6)[:490])
+    for number in range(2, 13):
+        AttemptFactory(operation=operation, number=number, outcome="transient",
+                       trigger="auto", error_code="ai_unavailable",
+                       error_message=(words * 6)[:480], delay_seconds=2.0 ** number,
+                       worker=f"host-{number}.example:4242:1")
+    return operation
 
 
 def pages(data) -> list[str]:
     job, batch = data["job"], data["batch"]
-    return ["/", "/operations/", f"/operations/{data['failed'].pk}/", "/notifications/",
+    return ["/", "/operations/", f"/operations/{data['failed'].pk}/",
+            f"/operations/{data['long'].pk}/", "/notifications/",
             "/interviews/", f"/interviews/{data['session'].pk}/", "/jobs/", "/jobs/new",
             f"/jobs/{job.pk}/", f"/jobs/{job.pk}/retry-failed",
             f"/jobs/{job.pk}/cells/{data['execution'].pk}/history", "/batches/",
@@ -57,12 +72,13 @@ def pages(data) -> list[str]:
             "/operations/metrics/"]
 
 
-def test_every_page_is_accessible_and_fits_a_phone(page, everything):
+def test_every_page_is_accessible_at_desktop_and_phone_width_and_fits_a_phone(page, everything):
     for path in pages(everything):
         page.set_viewport_size({"width": 1280, "height": 900})
         page.goto(path)
         assert_accessible(page)
         assert_fits_a_phone(page)
+        assert_accessible(page)  # again at 390 px, where wide tables scroll in their region
 
 
 def test_the_sign_in_page_is_accessible_and_fits_a_phone(browser, live, guard):
@@ -71,8 +87,24 @@ def test_the_sign_in_page_is_accessible_and_fits_a_phone(browser, live, guard):
     page.goto("/accounts/login/")
     assert_accessible(page)
     assert_fits_a_phone(page)
+    assert_accessible(page)
     assert guard.errors == [] and guard.foreign == []
     page.close()
+
+
+def test_a_scrollable_table_is_reached_and_scrolled_by_keyboard(page, everything):
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"/operations/{everything['long'].pk}/")
+    region = page.get_by_role("region", name="Attempts")
+    expect(region).to_be_visible()
+    for _ in range(40):
+        if page.evaluate("document.activeElement.getAttribute('aria-label')") == "Attempts":
+            break
+        page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Attempts"
+    assert region.evaluate("e => e.scrollWidth > e.clientWidth")  # it does scroll at 390 px
+    page.keyboard.press("ArrowRight")
+    expect(region).not_to_have_js_property("scrollLeft", 0)
 
 
 def test_the_api_docs_load_everything_from_rebound(page, live):
