@@ -211,3 +211,16 @@ def test_slots_of_skipped_parents_are_given_back(settings, user, mixed):
                                              next_attempt_at__isnull=False).get().next_attempt_at
     child = Operation.objects.get(pk=after["retried"][0])
     assert 0.245 <= (child.next_attempt_at - last_of_first).total_seconds() < 0.5
+
+
+@pytest.mark.parametrize("when", ["2026-12-02 10:00:00Z", "2026-12-02T10:00:00", "2026-12-02",
+                                  "yesterday"])
+def test_api_bulk_retry_takes_failed_after_only_as_the_schema_says_rfc_3339(api, user, when):
+    response = api.post(URL, {"failed_after": when, "dry_run": True}, format="json")
+    assert response.status_code == 400 and "failed_after" in response.json()["errors"]
+
+
+def test_api_bulk_retry_takes_an_rfc_3339_failed_after(api, user):
+    response = api.post(URL, {"failed_after": "2026-12-02T10:00:00.5+01:00", "dry_run": True},
+                        format="json")
+    assert response.status_code == 200

@@ -1,6 +1,8 @@
 """Request fields that take JSON as the schema says: a string is a string, a number a number,
 a boolean a boolean. DRF's own fields are lenient (a CharField takes 5, a BooleanField takes
 "yes"), so the API would accept bodies its OpenAPI schema forbids."""
+import re
+
 from rest_framework import serializers
 
 
@@ -33,8 +35,14 @@ class StrictBooleanField(serializers.BooleanField):
         return data
 
 
+# RFC 3339's date-time, which the schema's `format: date-time` means: a "T" between date and
+# time, and an offset. DRF also takes "2026-12-02 10:00" or no offset at all (it assumes the
+# server's time zone), so the server would accept what the schema calls invalid.
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
 class StrictDateTimeField(serializers.DateTimeField):
     def to_internal_value(self, value):
-        if not isinstance(value, str):
-            self.fail("invalid", format="ISO 8601")
+        if not isinstance(value, str) or not RFC3339.match(value):
+            self.fail("invalid", format="RFC 3339, such as 2026-12-02T10:00:00Z")
         return super().to_internal_value(value)
