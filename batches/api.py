@@ -15,7 +15,7 @@ from operations.api.idempotency import respond_once
 from operations.api.problems import refusal
 from operations.api.schema import IDEMPOTENT, contract
 from operations.api.serializers import (BulkRetryReportSerializer, ChainFieldsMixin,
-                                        ErrorSummarySerializer)
+                                        ErrorSummarySerializer, WaitingSerializer, waiting_of)
 from operations.api.views import IDEMPOTENCY_KEY, RetryThrottle, invalid
 from operations.errors import what_to_do
 from operations.models import Channel
@@ -38,11 +38,16 @@ class ItemSerializer(ChainFieldsMixin, serializers.Serializer):
     """One phase of one essay (essay_id null: the batch-only phase)."""
 
     essay_id = serializers.IntegerField(source="essay.pk", allow_null=True, default=None)
-    status = serializers.ChoiceField(choices=["not_started", "pending", "running", "completed",
-                                              "failed", "failed_permanently", "left_out"])
+    status = serializers.ChoiceField(choices=["not_started", "pending", "running", "waiting",
+                                              "completed", "failed", "failed_permanently",
+                                              "left_out"])
+    waiting = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
     left_out = serializers.SerializerMethodField()
     output = serializers.JSONField(source="output.output", allow_null=True, default=None)
+
+    def get_waiting(self, item) -> WaitingSerializer(allow_null=True):
+        return waiting_of(item.operation)
 
     def get_error(self, item) -> ItemErrorSerializer(allow_null=True):
         op = item.operation

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 
 from batches.models import Batch, Essay, PhaseOutput
+from operations import inference
 from operations.chains import NOT_STARTED, Chain, NotStarted, latest_of
 from operations.models import Attempt, Operation, Outcome, Status
 from operations.refusals import declare
@@ -15,6 +16,7 @@ from operations.services import RetryRefused, check_reason, retry_failed, submit
 PHASES = ("spellcheck", "nlp", "ai_feedback", "cj_assessment")
 PER_ESSAY = PHASES[:3]
 BATCH_ONLY = "cj_assessment"
+AI_PHASES = ("ai_feedback", "cj_assessment")  # they call the AI provider in the batch's region
 
 UNKNOWN_PHASE = declare("unknown_phase", 400, "There is no phase 'grammar'; the phases are "
                         "spellcheck, nlp, ai_feedback, cj_assessment.")
@@ -29,6 +31,7 @@ PHASE_LABELS = {"spellcheck": "Spelling", "nlp": "Language", "ai_feedback": "AI 
 
 
 STATUS_LABELS = {"not_started": "Not started", "pending": "Pending", "running": "Running",
+                 "waiting": "Waiting",
                  "completed": "Done", "failed": "Failed", "failed_permanently": "Failed for good",
                  "left_out": "Left out"}
 
@@ -70,6 +73,8 @@ class Item:
         if op.status == Status.PROCESSING or (op.status == Status.RETRY_SCHEDULED
                                               and op.attempt_count):
             return "running"
+        if op.status == Status.WAITING:
+            return "waiting"  # for the AI service in the batch's region to answer again
         return "pending"
 
     @property
@@ -86,7 +91,7 @@ class Item:
 
     @property
     def busy(self) -> bool:
-        return self.status in ("pending", "running")
+        return self.status in ("pending", "running", "waiting")
 
     @property
     def failed(self) -> bool:
@@ -166,7 +171,8 @@ def _start(batch: Batch, phase: str, essay: Essay | None, faults: dict | None) -
     if faults:
         input["faults"] = faults  # drills and the demo: {phase: error code}, see phases.py
     return submit(kind_of(phase), batch.owner, input,
-                  dedupe_key=dedupe_key(batch.pk, phase, essay.pk if essay else None))
+                  dedupe_key=dedupe_key(batch.pk, phase, essay.pk if essay else None),
+                  dependency=inference.dependency(batch.region) if phase in AI_PHASES else "")
 
 
 def advance(batch_id, *, faults: dict | None = None) -> int:

@@ -261,6 +261,14 @@ REBOUND = {
     "NOTIFY_EVERY_SECONDS": env_float("REBOUND_NOTIFY_EVERY", 600.0, minimum=1.0),
     # Children of a bulk retry start at most this many per second.
     "BULK_RETRY_RATE": env_float("REBOUND_BULK_RETRY_RATE", 5.0, minimum=0.01),
+    # Gates (operations/gates.py): the cool-down before the first probe of an open gate, and
+    # its cap while probes keep failing; how many waiting operations a gate that closed
+    # releases in its first second (doubling every second); how long work may wait for a
+    # dependency before it fails with dependency_down.
+    "GATE_COOLDOWN_SECONDS": env_float("REBOUND_GATE_COOLDOWN", 5.0, minimum=0.1),
+    "GATE_COOLDOWN_MAX_SECONDS": env_float("REBOUND_GATE_COOLDOWN_MAX", 30.0, minimum=0.1),
+    "GATE_SLOW_START": env_float("REBOUND_GATE_SLOW_START", 2.0, minimum=0.1),
+    "WAIT_LIMIT_SECONDS": env_float("REBOUND_WAIT_LIMIT", 86400.0, minimum=1.0),
     # Bearer token that may read /metrics (staff sessions always may); empty: staff only.
     "METRICS_TOKEN": env_str("REBOUND_METRICS_TOKEN", ""),
     # Cells of one job in flight at once, so one job cannot take every worker.

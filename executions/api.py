@@ -13,7 +13,8 @@ from operations.api.idempotency import respond_once
 from operations.api.problems import problem, refusal
 from operations.api.schema import IDEMPOTENT, contract
 from operations.api.serializers import (BulkRetryReportSerializer, ChainFieldsMixin,
-                                        ChainHistoryMixin, ErrorSummarySerializer)
+                                        ChainHistoryMixin, ErrorSummarySerializer,
+                                        WaitingSerializer, waiting_of)
 from operations.api.views import IDEMPOTENCY_KEY, RetryThrottle, bulk_retry_response, invalid
 from operations.models import Channel
 from operations.refusals import declare
@@ -36,8 +37,12 @@ class ExecutionSerializer(ChainFieldsMixin, serializers.Serializer):
     region = serializers.CharField(source="execution.region")
     question_index = serializers.IntegerField(source="execution.question_index")
     status = serializers.ChoiceField(choices=grid.STATUSES)
+    waiting = serializers.SerializerMethodField()
     answer = serializers.CharField(allow_null=True)
     error = CellErrorSerializer(allow_null=True)
+
+    def get_waiting(self, cell) -> WaitingSerializer(allow_null=True):
+        return waiting_of(cell.operation)
 
 
 class ExecutionDetailSerializer(ChainHistoryMixin, ExecutionSerializer):

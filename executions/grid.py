@@ -8,7 +8,7 @@ from operations.chains import NOT_STARTED, Chain, NotStarted, history_of, latest
 from operations.errors import what_to_do
 from operations.models import Status
 
-STATUSES = ("pending", "running", "completed", "failed", "timeout", "error")
+STATUSES = ("pending", "running", "waiting", "completed", "failed", "timeout", "error")
 RETRYABLE = ("failed", "timeout", "error")
 # A failed cell is "timeout" when the provider or the attempt ran out of time, "error" when
 # the provider refused or answered something unreadable (retrying by itself would not help),
@@ -27,6 +27,8 @@ def user_status(status: str, attempt_count: int, error_code: str) -> str:
         return "running" if attempt_count else "pending"
     if status == Status.PROCESSING:
         return "running"
+    if status == Status.WAITING:
+        return "waiting"  # for its region to answer again: nothing to retry
     if status == Status.COMPLETED:
         return "completed"
     if error_code in TIMEOUT_CODES:
@@ -55,7 +57,13 @@ class Cell:
 
     @property
     def is_done(self) -> bool:
-        return self.status not in ("pending", "running")
+        return self.status not in ("pending", "running", "waiting")
+
+    @property
+    def waiting(self) -> str | None:
+        """What the cell waits for, if it waits."""
+        op = self.operation
+        return op.waiting_message if op is not None and op.status == Status.WAITING else None
 
     @property
     def answer(self) -> str | None:
@@ -123,7 +131,7 @@ class Progress:
 
 def progress_of(cells) -> Progress:
     counts = Counter(cell.status for cell in cells)
-    done = sum(n for status, n in counts.items() if status not in ("pending", "running"))
+    done = sum(n for status, n in counts.items() if status not in ("pending", "running", "waiting"))
     return Progress({status: counts.get(status, 0) for status in STATUSES}, done, len(cells))
 
 

@@ -26,7 +26,8 @@ def _settled(operation) -> None:
 
 
 @register("executions.answer", policy=AI_CALLS, label="Question in a region",
-          input_available=_exists, on_success=_settled, on_failure=_settled)
+          input_available=_exists, on_success=_settled, on_failure=_settled,
+          dependency=inference.dependency_of_input)
 def answer_question(context):
     """Ask the cell's question in the cell's region (X-Region) of the job's model."""
     execution = _execution(context)

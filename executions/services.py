@@ -8,7 +8,8 @@ from executions.models import Execution, Job, Question
 from operations.models import Operation, Status
 from operations.services import RetryRefused, already_retried, retry_failed, retry_operation, submit
 
-IN_FLIGHT = (Status.PENDING, Status.PROCESSING, Status.RETRY_SCHEDULED)
+# A cell waiting for its region holds its slot: the next cells do not start into an outage.
+IN_FLIGHT = (Status.PENDING, Status.PROCESSING, Status.RETRY_SCHEDULED, Status.WAITING)
 
 
 def concurrency() -> int:

@@ -24,7 +24,7 @@ def _turn_exists(input: dict) -> bool:
 
 
 @register("interview.question_generation", policy=AI_CALLS, label="Interview question",
-          input_available=_turn_exists)
+          input_available=_turn_exists, dependency=inference.dependency_of_input)
 def generate_question(context):
     """Ask the AI for the next interview question of a session."""
     turn = _turn(context)
@@ -41,7 +41,7 @@ def generate_question(context):
 
 
 @register("interview.feedback_analysis", policy=AI_CALLS, label="Answer feedback",
-          input_available=_turn_exists)
+          input_available=_turn_exists, dependency=inference.dependency_of_input)
 def analyse_answer(context):
     """Ask the AI for feedback on the answer to one question."""
     turn = _turn(context)

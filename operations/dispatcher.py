@@ -12,7 +12,7 @@ from django.db import OperationalError, close_old_connections
 from django.db.models import Q
 from django.db.models.functions import Now
 
-from operations import delivery, followups, notifications
+from operations import delivery, followups, gates, notifications
 from operations.lease import holder_is_dead, host_of, this_host
 from operations.models import Host, Operation, Status, db_now_plus
 
@@ -81,7 +81,8 @@ def redeliver_lost() -> int:
 def sweep() -> dict:
     """One full pass of the dispatcher's duties."""
     return {"released": release_due(), "recovered": recover_lost(),
-            "redelivered": redeliver_lost(), "followups": followups.run_due(),
+            "redelivered": redeliver_lost(), "gates": gates.tick(),
+            "followups": followups.run_due(),
             "notified": sum(notifications.deliver_due().values())}
 
 
@@ -100,6 +101,7 @@ def run_forever(tick: float | None = None, sweep_every: float = 0.5, notify_ever
             if time.monotonic() - last_sweep >= sweep_every:
                 recover_lost()
                 redeliver_lost()
+                gates.tick()
                 followups.run_due()
                 last_sweep = time.monotonic()
             if time.monotonic() - last_notify >= notify_every:

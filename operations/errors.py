@@ -28,6 +28,7 @@ USER_MESSAGES = {
     "invalid_input": "The input for this could not be processed.",
     "export_damaged": "Your export file is damaged part-way through, so reading it stopped.",
     "import_interrupted": "Building your deep memory was interrupted part-way.",
+    "dependency_down": "A service this needs stayed unavailable for too long.",
 }
 
 WHAT_TO_DO = {
@@ -48,6 +49,7 @@ WHAT_TO_DO = {
     "export_damaged": "Download your export again and upload the new file; what was read so "
                       "far is kept.",
     "import_interrupted": "Retry: it resumes where it stopped, nothing is read twice.",
+    "dependency_down": "Retry once the service is back; nothing was lost.",
 }
 
 
@@ -72,11 +74,14 @@ class OperationError(Exception):
     default_code = "internal_error"
 
     def __init__(self, code: str | None = None, detail: str = "", *, message: str | None = None,
-                 retry_after: float | None = None):
+                 retry_after: float | None = None, dependency_down: bool = False):
         self.code = code or self.default_code
         self.message = message or user_message(self.code)
         self.detail = detail
         self.retry_after = retry_after
+        # "The service is away" (refused, reset, timed out, 502/503/504), as the client that
+        # called it judged: counted by the gate of the operation's dependency.
+        self.dependency_down = dependency_down
         super().__init__(f"{self.code}: {detail}" if detail else self.code)
 
 
@@ -108,12 +113,14 @@ class Classified:
     message: str
     detail: str
     retry_after: float | None = None
+    dependency_down: bool = False
 
 
 def classify(exc: BaseException) -> Classified:
     """Map any exception raised by a handler to the engine's view of it."""
     if isinstance(exc, OperationError):
-        return Classified(exc.transient, exc.code, exc.message, exc.detail, exc.retry_after)
+        return Classified(exc.transient, exc.code, exc.message, exc.detail, exc.retry_after,
+                          exc.dependency_down)
     if isinstance(exc, TimeLimitExceeded):
         return Classified(True, "timed_out", user_message("timed_out"), str(exc))
     if isinstance(exc, OperationalError):

@@ -8,6 +8,7 @@ import uuid
 
 from django.db import connection
 
+from operations import gates
 from operations.models import Operation, Status, lease_seconds
 
 _FIELDS = [field for field in Operation._meta.concrete_fields]
@@ -18,7 +19,8 @@ _JSON = [i for i, field in enumerate(_FIELDS) if field.get_internal_type() == "J
 # lease from the database clock, count the attempt, insert its Attempt row.
 _CLAIM = """
 candidate AS (
-    SELECT id FROM operations_operation WHERE status = 'pending' {which}
+    SELECT id FROM operations_operation WHERE status = 'pending'
+      AND (dependency <> ALL(%(blocked)s) OR id = ANY(%(probes)s)) {which}
     LIMIT 1 FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE operations_operation AS o SET
@@ -32,8 +34,10 @@ candidate AS (
     RETURNING {columns}
 ), attempt AS (
     INSERT INTO operations_attempt (operation_id, number, trigger, started_at, worker,
-                                    error_code, error_message, error_detail)
-    SELECT id, attempt_count, next_trigger, statement_timestamp(), %(holder)s, '', '', ''
+                                    error_code, error_message, error_detail, dependency,
+                                    dependency_down)
+    SELECT id, attempt_count, next_trigger, statement_timestamp(), %(holder)s, '', '', '',
+           dependency, false
     FROM claimed
     RETURNING operation_id
 )"""
@@ -77,14 +81,18 @@ def _operation(row) -> Operation:
 
 
 def _claim_params(holder: str) -> dict:
-    return {"token": uuid.uuid4(), "holder": holder, "lease": lease_seconds()}
+    blocked, probes = gates.blocked()
+    return {"token": uuid.uuid4(), "holder": holder, "lease": lease_seconds(),
+            "blocked": list(blocked), "probes": [uuid.UUID(str(p)) for p in probes]}
 
 
 def claim_next(holder: str, pk=None) -> Operation | None:
     """Claim operation `pk`, or the first pending one in the queue's order; None if there is
-    none to claim."""
+    none to claim. Operations whose dependency's gate is not closed are not claimed (but for
+    each half-open gate's one probe)."""
     if connection.vendor != "postgresql":
-        return Operation.claim_next(holder, pk)
+        blocked, probes = gates.blocked()
+        return Operation.claim_next(holder, pk, blocked=blocked, probes=probes)
     with connection.cursor() as cursor:
         if pk is None:
             cursor.execute(_CLAIM_OLDEST, _claim_params(holder))

@@ -14,6 +14,7 @@ import requests
 import urllib3
 from django.conf import settings
 
+from operations.dependencies import register_label
 from operations.errors import PermanentError, TransientError, parse_retry_after
 
 log = logging.getLogger("rebound.inference")
@@ -21,7 +22,24 @@ log = logging.getLogger("rebound.inference")
 TRANSIENT_STATUSES = {408: "ai_timeout", 425: "ai_unavailable", 429: "ai_rate_limited",
                       500: "ai_unavailable", 502: "ai_unavailable", 503: "ai_unavailable",
                       504: "ai_timeout"}
+# The answers that say the region is away (its gate counts them); 429 says "slow down" (its
+# Retry-After holds the gate), the others are one call's trouble.
+AWAY_STATUSES = {429, 502, 503, 504}
 _session = requests.Session()
+
+
+register_label("inference", lambda rest: f"the AI service in {rest.lstrip(':')}"
+               if rest.strip(":") else "the AI service")
+
+
+def dependency(region: str = "") -> str:
+    """The name of the outside service a call in `region` needs (its gate's key)."""
+    return f"inference:{region}" if region else "inference"
+
+
+def dependency_of_input(input: dict) -> str:
+    """For kinds whose input names the region."""
+    return dependency(input.get("region", ""))
 
 
 @dataclass(frozen=True)
@@ -67,9 +85,11 @@ def _post(conf, model, messages, region):
                              headers=headers, allow_redirects=False, stream=True,
                              timeout=(conf["CONNECT_TIMEOUT"], conf["READ_TIMEOUT"]))
     except requests.Timeout as exc:
-        raise TransientError("ai_timeout", f"timeout: {type(exc).__name__}") from None
+        raise TransientError("ai_timeout", f"timeout: {type(exc).__name__}",
+                             dependency_down=True) from None
     except requests.ConnectionError as exc:
-        raise TransientError("ai_connection", f"connection: {type(exc).__name__}") from None
+        raise TransientError("ai_connection", f"connection: {type(exc).__name__}",
+                             dependency_down=True) from None
 
 
 def _read_within_deadline(response, conf, started) -> bytes:
@@ -99,7 +119,8 @@ def _raise_for_status(response) -> None:
     if status in TRANSIENT_STATUSES:
         retry_after = parse_retry_after(response.headers.get("Retry-After"),
                                         cap=settings.REBOUND["RETRY_AFTER_CAP_SECONDS"])
-        raise TransientError(TRANSIENT_STATUSES[status], f"HTTP {status}", retry_after=retry_after)
+        raise TransientError(TRANSIENT_STATUSES[status], f"HTTP {status}", retry_after=retry_after,
+                             dependency_down=status in AWAY_STATUSES)
     if 300 <= status < 400:
         # Never followed: a redirect could carry the key to another host.
         raise PermanentError("ai_rejected", f"HTTP {status} redirect not followed")

@@ -27,6 +27,9 @@ class Kind:
     # Continuations: run once, after the final state is committed, with the operation.
     on_success: Callable[[Any], None] | None = None
     on_failure: Callable[[Any], None] | None = None
+    # The outside service an operation of this kind needs, from its input ("inference:us-east");
+    # a call site may name it instead. Its gate decides whether the operation runs or waits.
+    dependency: Callable[[dict], str] | None = None
 
     @property
     def title(self) -> str:
@@ -38,7 +41,8 @@ _registry: dict[str, Kind] = {}
 
 def register(name: str, *, policy: RetryPolicy | None = None, label: str = "",
              input_available: Callable[[dict], bool] | None = None,
-             on_success: Callable | None = None, on_failure: Callable | None = None):
+             on_success: Callable | None = None, on_failure: Callable | None = None,
+             dependency: Callable[[dict], str] | None = None):
     """Decorator: `@register("imports.full_pass", policy=RetryPolicy(max_attempts=5))`.
 
     `on_success(operation)` / `on_failure(operation)` run once after the operation completed
@@ -48,7 +52,7 @@ def register(name: str, *, policy: RetryPolicy | None = None, label: str = "",
     def decorate(handler):
         kind = Kind(name=name, handler=handler, policy=policy or RetryPolicy(), label=label,
                     input_available=input_available or (lambda input: True),
-                    on_success=on_success, on_failure=on_failure)
+                    on_success=on_success, on_failure=on_failure, dependency=dependency)
         _registry[name] = kind
         return handler
 

@@ -19,13 +19,16 @@ class Status(models.TextChoices):
     PENDING = "pending"
     PROCESSING = "processing"
     RETRY_SCHEDULED = "retry_scheduled"
+    # Parked behind the gate of the outside service it needs (`dependency`), which is down:
+    # no attempt is made or spent until the gate lets it through again.
+    WAITING = "waiting"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
 
 TERMINAL = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
-CANCELLABLE = (Status.PENDING, Status.RETRY_SCHEDULED)
+CANCELLABLE = (Status.PENDING, Status.RETRY_SCHEDULED, Status.WAITING)
 
 
 class Channel(models.TextChoices):
@@ -84,7 +87,14 @@ class Operation(models.Model):
     error_detail = models.TextField(blank=True)
 
     attempt_count = models.PositiveIntegerField(default=0)
+    # Attempts that failed into an outage of the dependency (handed back to wait for it): they
+    # are recorded like any other, but not counted against the kind's attempt budget.
+    attempts_waived = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=3)
+    # The outside service the next attempt needs ("inference:eu-west", "storage"): while its
+    # gate is not closed the operation waits (status `waiting`, since `waiting_since`).
+    dependency = models.CharField(max_length=120, blank=True, default="")
+    waiting_since = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     next_trigger = models.CharField(max_length=12, choices=Trigger.choices, default=Trigger.FIRST)
     enqueued_at = models.DateTimeField(null=True, blank=True)
@@ -127,6 +137,9 @@ class Operation(models.Model):
             # The queue a draining worker takes from: pending, in QUEUE_ORDER.
             models.Index(fields=["started_at", "enqueued_at"],
                          condition=models.Q(status="pending"), name="operation_pending"),
+            # What waits for each dependency, oldest first (probes and release after recovery).
+            models.Index(fields=["dependency", "waiting_since"],
+                         condition=models.Q(status="waiting"), name="operation_waiting"),
         ]
 
     def __str__(self):
@@ -144,6 +157,18 @@ class Operation(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def waiting_message(self) -> str:
+        """For a waiting operation: what it waits for, since when, and that it goes on."""
+        from operations.dependencies import waiting_message
+
+        return waiting_message(self.dependency, self.waiting_since)
+
+    @property
+    def attempts_spent(self) -> int:
+        """Attempts counted against the kind's budget: those not lost to an outage."""
+        return self.attempt_count - self.attempts_waived
 
     @property
     def reference(self) -> str:
@@ -195,14 +220,20 @@ class Operation(models.Model):
             self.attempt_count += 1
             return Attempt.objects.create(operation=self, number=self.attempt_count,
                                           trigger=self.next_trigger, worker=holder,
-                                          started_at=Now())
+                                          started_at=Now(), dependency=self.dependency)
 
     @classmethod
-    def claim_next(cls, holder: str, pk=None) -> "Operation | None":
+    def claim_next(cls, holder: str, pk=None, blocked=frozenset(),
+                   probes=frozenset()) -> "Operation | None":
         """Claim operation `pk` (a delivery) or, without one, the first pending operation in
-        QUEUE_ORDER (a worker draining the queue), and record its Attempt. None: nothing to claim, or another
-        claim won. (`fastpath.claim_next` does the same in one statement on PostgreSQL.)"""
+        QUEUE_ORDER (a worker draining the queue), and record its Attempt. Operations that need
+        a dependency in `blocked` (its gate is not closed) are left alone, but for the gates'
+        `probes`. None: nothing to claim, or another claim won. (`fastpath.claim_next` does the
+        same in one statement on PostgreSQL.)"""
         candidates = cls.objects.filter(status=Status.PENDING)
+        if blocked:
+            candidates = candidates.filter(~models.Q(dependency__in=blocked)
+                                           | models.Q(pk__in=probes))
         operation = (candidates.filter(pk=pk) if pk is not None
                      else candidates.order_by(*QUEUE_ORDER)).first()
         if operation is None or operation.claim(holder) is None:
@@ -262,7 +293,8 @@ class Operation(models.Model):
                 outcome=outcome, finished_at=Now(), delay_seconds=delay,
                 error_code=error.code if error else "",
                 error_message=error.message if error else "",
-                error_detail=error.detail if error else "")
+                error_detail=error.detail if error else "",
+                dependency_down=bool(error and getattr(error, "dependency_down", False)))
             if also is not None:
                 also()
         return True
@@ -277,7 +309,7 @@ class Operation(models.Model):
         crashes = self.attempts.filter(outcome=Outcome.CRASHED).count() + (not timed_out)
         if not timed_out and crashes >= policy.max_crashes:
             code, status = "crashed_repeatedly", Status.FAILED
-        elif not policy.allows_another(self.attempt_count):
+        elif not policy.allows_another(self.attempts_spent):
             code, status = ("timed_out" if timed_out else "worker_lost"), Status.FAILED
         else:
             code, status = ("timed_out" if timed_out else "worker_lost"), Status.RETRY_SCHEDULED
@@ -301,6 +333,34 @@ class Operation(models.Model):
         return self._finish(token, attempt_number, Outcome.TRANSIENT, error=error, delay=0.0,
                             status=Status.RETRY_SCHEDULED, next_attempt_at=Now(),
                             next_trigger=Trigger.RECOVERED, **_error_fields(error))
+
+    def hand_back(self, token, attempt_number: int, error) -> bool:
+        """processing -> waiting: the attempt failed because its dependency is down (its gate
+        is open). The attempt is recorded as it happened; the budget is not spent on it."""
+        return self._finish(token, attempt_number, Outcome.TRANSIENT, error=error,
+                            status=Status.WAITING, waiting_since=Now(), next_attempt_at=None,
+                            next_trigger=Trigger.AUTO,
+                            attempts_waived=F("attempts_waived") + 1, **_error_fields(error))
+
+    @classmethod
+    def park(cls, dependency: str, *, keep=()) -> int:
+        """pending | retry_scheduled -> waiting, for operations that need `dependency` (whose
+        gate is not closed), except those in `keep` (the gate's probe). Costs no attempt."""
+        return cls.objects.filter(
+            status__in=(Status.PENDING, Status.RETRY_SCHEDULED), dependency=dependency,
+        ).exclude(pk__in=list(keep)).update(status=Status.WAITING, waiting_since=Now(),
+                                            next_attempt_at=None, updated_at=Now())
+
+    def unpark(self) -> bool:
+        """waiting -> pending (the gate let it through); the winner enqueues it."""
+        return self._this().filter(status=Status.WAITING).update(
+            status=Status.PENDING, waiting_since=None, enqueued_at=Now(), updated_at=Now()) == 1
+
+    def give_up_waiting(self, error) -> bool:
+        """waiting -> failed: its dependency stayed down past REBOUND_WAIT_LIMIT."""
+        return self._this().filter(status=Status.WAITING).update(
+            status=Status.FAILED, finished_at=Now(), followup_due=True, updated_at=Now(),
+            **_error_fields(error)) == 1
 
     def release_if_due(self) -> bool:
         """retry_scheduled -> pending once its time has come (database clock); the winner
@@ -343,11 +403,20 @@ class Attempt(models.Model):
     error_detail = models.TextField(blank=True)
     delay_seconds = models.FloatField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
+    # The dependency this attempt called, and whether it failed because that service was away
+    # (what its gate counts).
+    dependency = models.CharField(max_length=120, blank=True, default="")
+    dependency_down = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["operation", "number"]
         constraints = [
             models.UniqueConstraint(fields=["operation", "number"], name="one_attempt_per_number"),
+        ]
+        indexes = [
+            # A gate's recent calls, newest first (does the dependency look down?).
+            models.Index(fields=["dependency", "finished_at"],
+                         condition=~models.Q(dependency=""), name="attempt_dependency"),
         ]
 
     def __str__(self):
@@ -453,3 +522,50 @@ class Host(models.Model):
         return list(cls.objects.filter(stopped_at__isnull=True,
                                        beat_at__lt=db_now_plus(-seconds))
                     .values_list("name", flat=True))
+
+
+class GateState(models.TextChoices):
+    CLOSED = "closed"  # calls flow
+    OPEN = "open"  # nothing calls: the work that needs it waits
+    HALF_OPEN = "half_open"  # one probe, across all hosts
+
+
+class Gate(models.Model):
+    """One outside service that operations need (`Operation.dependency`), as every host sees
+    it. The database is the source of truth; each change is a conditional UPDATE on the state
+    it came from, so two dispatchers never both open, probe or close it. No row: closed."""
+
+    key = models.CharField(max_length=120, unique=True)
+    state = models.CharField(max_length=10, choices=GateState.choices, default=GateState.CLOSED)
+    since = models.DateTimeField()
+    # Open: nothing is let through before this (the cool-down, or what a Retry-After asked).
+    open_until = models.DateTimeField(null=True, blank=True)
+    cooldown_seconds = models.FloatField(default=0.0)
+    # Half-open: the one operation let through to see whether the service is back.
+    probe = models.UUIDField(null=True, blank=True)
+    probes = models.PositiveIntegerField(default=0)  # probes sent since it opened
+    # Held open by staff (maintenance announced): no probe until they release it.
+    held = models.BooleanField(default=False)
+    # Closed after an outage: how many waiting operations have been let go since (slow start).
+    released = models.PositiveIntegerField(default=0)
+    reason = models.CharField(max_length=300, blank=True)
+
+    def __str__(self):
+        return f"{self.key} ({self.state})"
+
+
+class GateEvent(models.Model):
+    """A gate's history: each opening, probe result, closing, hold and release, and who."""
+
+    gate = models.ForeignKey(Gate, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(auto_now_add=True)
+    state = models.CharField(max_length=10, choices=GateState.choices)
+    reason = models.CharField(max_length=300, blank=True)
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                           on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self):
+        return f"{self.gate.key} -> {self.state}"

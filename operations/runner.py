@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import OperationalError, close_old_connections, connection
 
-from operations import fastpath, followups, kinds
+from operations import fastpath, followups, gates, kinds
 from operations.errors import LeaseLost, TimeLimitExceeded, WorkerStopping, classify
 from operations.lease import holder_id, this_host
 from operations.models import Host, Operation, Outcome, Status, lease_seconds
@@ -248,6 +248,8 @@ def _complete(operation, context, kind, result, drain_for) -> tuple[str, Operati
         outcome = _write_final(write, operation, context.attempt_number, "completed")
     except Exception as exc:  # noqa: BLE001 - the handler's own write failed: a failed attempt
         return _settle_failure(operation, context, kind, exc), None
+    if operation.dependency and outcome == "completed":
+        gates.note_up(operation.dependency, operation.pk)
     return outcome, (following[0] if following else None)
 
 
@@ -255,10 +257,18 @@ def _settle_failure(operation, context, kind, exc) -> str:
     error = classify(exc)
     policy = kind.policy
     number = context.attempt_number
+    if operation.dependency:
+        if _dependency_is_down(operation, error):
+            log.info("operation=%s kind=%s attempt=%s waiting for %s code=%s", operation.pk,
+                     operation.kind, number, operation.dependency, error.code)
+            return _write_final(lambda: operation.hand_back(context.token, number, error),
+                                operation, number, "waiting")
+        if not (error.dependency_down or error.retry_after):
+            gates.note_up(operation.dependency, operation.pk)  # it answered: it is there
     # What the attempt itself came to: ran out of time, or failed transiently or for good.
     attempt_outcome = (Outcome.TIMED_OUT if isinstance(exc, TimeLimitExceeded)
                        else Outcome.TRANSIENT if error.transient else Outcome.PERMANENT)
-    if error.transient and policy.allows_another(operation.attempt_count):
+    if error.transient and policy.allows_another(operation.attempts_spent):
         delay = policy.delay_after(number, error.retry_after)
         outcome = "retry_scheduled"
         write = lambda: operation.schedule_retry(context.token, number, error, delay,  # noqa: E731
@@ -272,6 +282,14 @@ def _settle_failure(operation, context, kind, exc) -> str:
              operation.pk, operation.kind, number, outcome, error.code, error.transient,
              f"{delay:.2f}" if delay is not None else "-", error.detail[:300])
     return _write_final(write, operation, number, outcome)
+
+
+def _dependency_is_down(operation, error) -> bool:
+    """The failure said the service is away (or to wait): the dependency's gate counts it, and
+    if the gate is not closed now the operation waits for it instead of spending the attempt."""
+    if not (error.dependency_down or error.retry_after):
+        return False
+    return gates.note_down(operation.dependency, operation.pk, retry_after=error.retry_after)
 
 
 def _write_final(write, operation, attempt_number, outcome, tries: int = 5) -> str:

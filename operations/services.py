@@ -43,14 +43,19 @@ def max_manual_retries() -> int:
 
 
 def submit(kind: str, owner, input: dict, *, channel=Channel.AUTO, triggered_by=None,
-           checkpoint=None, dedupe_key: str | None = None) -> Operation:
+           checkpoint=None, dedupe_key: str | None = None,
+           dependency: str | None = None) -> Operation:
     """Create a pending operation of a registered kind; it is delivered after commit.
+    `dependency` names the outside service it needs (default: what its kind derives from the
+    input); while that service's gate is not closed, it waits instead of running.
 
     With a `dedupe_key`, submitting the same key again (two racing completions that both
     start the next step, a follow-up run twice) returns the operation that exists instead.
     """
     spec = kinds.get(kind)
-    fields = dict(kind=kind, owner=owner, input=input, checkpoint=checkpoint,
+    if dependency is None:
+        dependency = spec.dependency(input) if spec.dependency else ""
+    fields = dict(kind=kind, owner=owner, input=input, checkpoint=checkpoint, dependency=dependency,
                   max_attempts=spec.policy.max_attempts, channel=channel,
                   triggered_by=triggered_by or owner, enqueued_at=Now(), dedupe_key=dedupe_key)
     if dedupe_key is None:
@@ -175,6 +180,7 @@ def _retry(operation: Operation, *, by, channel: str, reason: str,
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
             child = Operation.objects.create(
                 kind=operation.kind, owner_id=operation.owner_id, input=operation.input,
+                dependency=operation.dependency,
                 checkpoint=operation.checkpoint, max_attempts=operation.max_attempts,
                 parent=operation, root_id=operation.root_id or operation.pk,
                 retry_number=operation.retry_number + 1, is_retry=True,

@@ -80,6 +80,16 @@ def one_delivery_one_operation(settings):
 
 
 @pytest.fixture(autouse=True)
+def fresh_gates():
+    """Each test reads the gates afresh (a process keeps its view for up to a second)."""
+    from operations import gates
+
+    gates.forget()
+    yield
+    gates.forget()
+
+
+@pytest.fixture(autouse=True)
 def fresh_throttles():
     """Throttle counts live in the cache: each test starts with none."""
     from django.core.cache import cache
@@ -225,12 +235,12 @@ def running_dispatcher():
 
 @pytest.fixture
 def timed_out_job(ai, api):
-    """A finished job over us-east and asia-pacific whose asia-pacific cells timed out (504
+    """A finished job over us-east and asia-pacific whose asia-pacific cells timed out (408
     until the automatic budget was spent); the region answers again afterwards."""
     from executions.models import Job
     from tests.executions_helpers import create, drain
 
-    ai.faults(region="asia-pacific", error_rate=1.0, statuses=[504])
+    ai.faults(region="asia-pacific", error_rate=1.0, statuses=[408])
     job_id = create(api).json()["id"]
     drain(job_id)
     ai.faults(region="asia-pacific", error_rate=0.0)

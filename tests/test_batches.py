@@ -48,7 +48,7 @@ def feedback_failed(ai, api):
     """Five essays (one too short); the AI provider was down while their feedback ran."""
     texts = [essay(i) for i in range(4)] + ["Too short to judge, really."]
     batch_id = create(api, texts, region="asia-pacific")
-    ai.faults(region="asia-pacific", error_rate=1.0, statuses=[503])
+    ai.faults(region="asia-pacific", error_rate=1.0, statuses=[500])
     run(api, batch_id)
     drain(batch_id)
     ai.faults(region="asia-pacific", error_rate=0.0)
@@ -184,7 +184,7 @@ def test_chosen_essays_whose_earlier_phase_is_unfinished_are_not_ready(ai, api):
 
 
 def test_items_at_their_retry_limit_are_counted_as_skipped(ai, api, feedback_failed):
-    ai.faults(region="asia-pacific", error_rate=1.0, statuses=[503])
+    ai.faults(region="asia-pacific", error_rate=1.0, statuses=[500])
     for _ in range(3):
         retry(api, feedback_failed, "ai_feedback")
         drain(feedback_failed)

@@ -28,7 +28,7 @@ def i5_after_each_test():
 def failed_feedback(ai, user):
     batch = create_batch(user, title="Essays", region="asia-pacific",
                          essays=[essay(i) for i in range(3)] + ["Far too short."])
-    ai.faults(region="asia-pacific", error_rate=1.0, statuses=[503])
+    ai.faults(region="asia-pacific", error_rate=1.0, statuses=[500])
     request_pipeline(batch, "cj_assessment")
     drain(batch.pk)
     ai.faults(region="asia-pacific", error_rate=0.0)

@@ -17,8 +17,8 @@ def cells(api, job_id):
 
 @pytest.fixture
 def finished(ai, api):
-    """A job whose asia-pacific cells failed (503 until the automatic budget was spent)."""
-    ai.faults(region="asia-pacific", error_rate=1.0, statuses=[503])
+    """A job whose asia-pacific cells failed (500 until the automatic budget was spent)."""
+    ai.faults(region="asia-pacific", error_rate=1.0, statuses=[500])
     job_id = create(api).json()["id"]
     drain(job_id)
     ai.faults(region="asia-pacific", error_rate=0.0)
@@ -106,8 +106,8 @@ def test_the_job_reports_counts_and_progress(api, finished):
 
 
 @pytest.mark.parametrize("statuses, status, code", [
-    ([504], "timeout", "ai_timeout"), ([400], "error", "ai_rejected"),
-    ([503], "failed", "ai_unavailable")])
+    ([408], "timeout", "ai_timeout"), ([400], "error", "ai_rejected"),
+    ([500], "failed", "ai_unavailable")])
 def test_a_failed_cell_says_timeout_error_or_failed(ai, api, statuses, status, code):
     ai.faults(region="asia-pacific", error_rate=1.0, statuses=statuses)
     job_id = create(api, questions=["Q0"]).json()["id"]
@@ -166,7 +166,7 @@ def test_retry_question_while_its_retry_is_pending_is_a_409_already_retried(api,
 
 
 def test_derived_fields_after_0_1_and_3_retries_and_the_4th_is_a_429(ai, api, finished):
-    ai.faults(region="asia-pacific", error_rate=1.0, statuses=[503])
+    ai.faults(region="asia-pacific", error_rate=1.0, statuses=[500])
     cell = cells(api, finished)[("asia-pacific", 0)]
     assert cell["retry_count"] == 0
     for n in (1, 2, 3):

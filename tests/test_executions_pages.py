@@ -77,7 +77,7 @@ def test_retry_without_javascript_redirects_back_with_a_message(web, job):
 
 
 def test_at_the_limit_the_button_gives_way_to_retry_limit_reached(ai, web, job):
-    ai.faults(region="asia-pacific", error_rate=1.0, statuses=[504])
+    ai.faults(region="asia-pacific", error_rate=1.0, statuses=[408])
     cell = failed_cell(job)
     for _ in range(3):
         web.post(f"/jobs/{job.pk}/cells/{cell.pk}/retry")
@@ -103,7 +103,7 @@ def test_retry_all_failed_shows_a_preview_then_the_report(web, job):
 
 
 def test_the_preview_names_what_will_be_skipped(ai, web, job):
-    ai.faults(region="asia-pacific", error_rate=1.0, statuses=[504])
+    ai.faults(region="asia-pacific", error_rate=1.0, statuses=[408])
     cell = failed_cell(job)
     for _ in range(3):
         web.post(f"/jobs/{job.pk}/cells/{cell.pk}/retry")

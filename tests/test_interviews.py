@@ -6,10 +6,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from operations import dispatcher, runner
+from operations import dispatcher, gates, runner
 from interviews.models import InterviewTurn
 from interviews.services import answer_question, start_session
-from operations.models import Operation, Outcome, Status, Trigger
+from operations.models import Gate, Operation, Outcome, Status, Trigger
 from tests.running import run_until_settled
 
 pytestmark = pytest.mark.django_db
@@ -66,15 +66,17 @@ def test_503_forever_fails_after_exactly_4_attempts_at_1_2_4_s_with_a_retry_butt
     assert "Retry (1/3)" in page and "Retrying…" in page
 
 
-def test_429_retry_after_delays_the_next_try_at_least_that_long(ai, session):
+def test_429_retry_after_holds_the_region_at_least_that_long(ai, session):
     ai.faults(region="eu-west", sequence=[429], retry_after="9")
     operation = question_op(session)
     runner.run(operation.pk)
     operation.refresh_from_db()
-    assert operation.status == Status.RETRY_SCHEDULED
-    assert operation.attempts.get().delay_seconds == 9.0
-    assert operation.next_attempt_at >= timezone.now() + timedelta(seconds=8)
-    assert dispatcher.release_due() == 0  # not due yet
+    # The whole region waits (its gate is held until then), and the attempt is not spent.
+    assert operation.status == Status.WAITING and operation.dependency == "inference:eu-west"
+    assert operation.attempts_spent == 0 and operation.attempts.get().outcome == "transient"
+    gate = Gate.objects.get(key="inference:eu-west")
+    assert gate.state == "open" and gate.open_until >= timezone.now() + timedelta(seconds=8)
+    assert gates.tick()["probes"] == 0 and dispatcher.release_due() == 0  # not yet
 
 
 def test_400_fails_at_once_without_automatic_retry(ai, session):

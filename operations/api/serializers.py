@@ -15,6 +15,22 @@ class AttemptSerializer(serializers.ModelSerializer):
                   "error_code", "error_message", "delay_seconds"]
 
 
+class WaitingSerializer(serializers.Serializer):
+    """Work that waits for an outside service that is down: no attempt is spent meanwhile,
+    and it goes on by itself when the service is back."""
+
+    dependency = serializers.CharField(help_text='The service it needs, e.g. "inference:eu-west".')
+    since = serializers.DateTimeField(source="waiting_since")
+    message = serializers.CharField(source="waiting_message")
+
+
+def waiting_of(operation) -> dict | None:
+    """A waiting operation's `waiting` object (None for any other)."""
+    if operation is None or operation.status != "waiting":
+        return None
+    return WaitingSerializer(operation).data
+
+
 class OperationSerializer(serializers.ModelSerializer):
     parent_operation_id = serializers.UUIDField(source="parent_id", read_only=True,
                                                 allow_null=True)
@@ -24,16 +40,21 @@ class OperationSerializer(serializers.ModelSerializer):
     error = serializers.SerializerMethodField()
     progress = serializers.SerializerMethodField()
     triggered_by = serializers.CharField(source="triggered_by.username", default=None)
+    waiting = serializers.SerializerMethodField()
 
     class Meta:
         model = Operation
-        fields = ["id", "kind", "status", "attempt_count", "max_attempts", "next_attempt_at",
+        fields = ["id", "kind", "status", "dependency", "waiting", "attempt_count",
+                  "attempts_waived", "max_attempts", "next_attempt_at",
                   "progress", "error", "result", "parent_operation_id", "root_operation_id",
                   "retry_count", "max_retries", "is_retry", "retry_reason", "channel",
                   "triggered_by", "created_at", "started_at", "finished_at", "updated_at"]
 
     def get_max_retries(self, operation) -> int:
         return max_manual_retries()
+
+    def get_waiting(self, operation) -> WaitingSerializer(allow_null=True):
+        return waiting_of(operation)
 
     def get_error(self, operation) -> dict | None:
         if not operation.error_code:

@@ -138,7 +138,7 @@ def test_the_retry_button_can_be_reached_and_pressed_with_the_keyboard(page, fai
 
 @pytest.fixture
 def failed_feedback(live, alice):
-    live.faults(region="asia-pacific", error_rate=1.0, statuses=[503])  # through 4 attempts
+    live.faults(region="asia-pacific", error_rate=1.0, statuses=[500])  # through 4 attempts
     batch = create_batch(alice, title="Essays", region="asia-pacific",
                          essays=[essay(i) for i in range(3)])
     request_pipeline(batch, "cj_assessment")
