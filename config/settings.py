@@ -324,7 +324,7 @@ INFERENCE = {
                           "" if env_str("REBOUND_INFERENCE_URL") else "http://127.0.0.1:8001/health"),
     # The regions the inference router serves (X-Region); jobs and sessions choose from these.
     "REGIONS": env_list("REBOUND_INFERENCE_REGIONS",
-                        ["us-east", "eu-west", "asia-pacific", "demo-flaky"]),
+                        ["us-east", "eu-west", "asia-pacific", "demo-flaky", "demo-outage"]),
 }
 
 # Imports: limits on uploaded exports (bytes unless named otherwise).

@@ -19,6 +19,10 @@ FAULTS = {("demo-flaky", 1): "ai_timeout", ("demo-flaky", 2): "ai_rejected",
 def seed(user):
     if Job.objects.filter(owner=user).exists():
         return
+    # A region that is down for the first two minutes of `manage.py run` (see its faults): its
+    # cells wait for it, spending no attempt, and finish by themselves once it is back.
+    create_job(user, title="A region that is down for two minutes", model="rebound-local-1",
+               regions=["us-east", "demo-outage"], questions=QUESTIONS[:4])
     # Every cell starts at once, each failing one with its injected fault.
     create_job(user, title="Retry questions across regions", model="rebound-local-1",
                regions=REGIONS, questions=QUESTIONS, slots=len(REGIONS) * len(QUESTIONS),

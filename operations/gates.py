@@ -313,3 +313,31 @@ def _give_up_waiting() -> int:
             followups.run(operation.pk)
             expired += 1
     return expired
+
+
+# --- what staff see ----------------------------------------------------------------------------
+
+def board() -> list[dict]:
+    """Every dependency that has a gate or waiting work: its state, since when, the failure
+    ratio of its calls in the last 30 s, what waits for it, its probes and latest events."""
+    from operations.dependencies import label
+
+    waiting = dict(Operation.objects.filter(status=Status.WAITING).values("dependency")
+                   .annotate(n=Count("id")).values_list("dependency", "n"))
+    recent = {row["dependency"]: row for row in Attempt.objects.filter(
+        finished_at__gte=db_now_plus(-WINDOW_SECONDS)).exclude(dependency="").values(
+        "dependency").annotate(calls=Count("id"), down=Count("id", filter=Q(dependency_down=True)))}
+    gates = {gate.key: gate for gate in Gate.objects.prefetch_related("events")}
+    rows = []
+    for key in sorted(set(gates) | set(waiting)):
+        gate = gates.get(key)
+        calls = recent.get(key, {"calls": 0, "down": 0})
+        rows.append({
+            "key": key, "label": label(key), "gate": gate,
+            "state": gate.state if gate else GateState.CLOSED,
+            "since": gate.since if gate else None, "held": bool(gate and gate.held),
+            "waiting": waiting.get(key, 0), "probes": gate.probes if gate else 0,
+            "calls": calls["calls"], "failing": calls["down"],
+            "events": list(gate.events.all()[:5]) if gate else []})
+    order = {GateState.OPEN: 0, GateState.HALF_OPEN: 1, GateState.CLOSED: 2}
+    return sorted(rows, key=lambda row: (order[row["state"]], row["key"]))

@@ -11,7 +11,8 @@ on request, per route and region:
     DELETE /_faults
 
 A fault spec may hold: `sequence` (statuses answered in order, then normal answers),
-`error_rate` + `statuses` (random errors), `retry_after` (header on errors), `latency_ms`,
+`error_rate` + `statuses` (random errors), `for_seconds` (the spec lapses that long after it
+was set: an outage that heals by itself), `retry_after` (header on errors), `latency_ms`,
 `timeout` (never answer), `trickle` (send the body a byte at a time), `reset` (drop the
 connection), `invalid_json`, `html`, `redirect` (a 302 to that URL). The region comes from the
 `X-Region` header; the route of `/v1/chat/completions` is `chat.completions`. Used by `manage.py run` (default provider) and by the tests (a real server).
@@ -82,6 +83,8 @@ class Faults:
     def set(self, spec: dict) -> None:
         with self.lock:
             key = f"{spec.pop('route', '*')}@{spec.pop('region', '*')}"
+            if "for_seconds" in spec:
+                spec["lapses_at"] = time.monotonic() + float(spec.pop("for_seconds"))
             self.specs[key] = spec
             self.calls[key] = 0
 
@@ -96,6 +99,8 @@ class Faults:
             candidates = (f"{route}@{region}", f"{route}@*", f"*@{region}", "*@*")
             key = next((k for k in candidates if k in self.specs), "*@*")
             spec = self.specs.get(key, {})
+            if spec.get("lapses_at", float("inf")) <= time.monotonic():
+                spec = {}  # the outage is over
             n = self.calls.get(key, 0)
             self.calls[key] = n + 1
         sequence = spec.get("sequence")

@@ -8,7 +8,7 @@ from django.http import HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from operations import metrics
+from operations import gates, metrics
 from operations.models import Operation
 
 FIGURES = {
@@ -31,10 +31,24 @@ class RetryCollector:
                 n=Count("pk")):
             by_status.add_metric([row["kind"], row["status"]], row["n"])
         yield by_status
+        yield from self._gates()
         rows = metrics.summary()
         yield from self._families(rows, ["kind"], "")
         yield from self._families([r for r in metrics.summary(key="region") if r["key"]],
                                   ["kind", "region"], "_by_region")
+
+    @staticmethod
+    def _gates():
+        """Each dependency's gate (1 while it is not closed) and the work waiting for it."""
+        is_open = GaugeMetricFamily("rebound_gate_open", "1 while a dependency's gate is open "
+                                    "or half-open (its work waits)", labels=["dependency"])
+        waiting = GaugeMetricFamily("rebound_operations_waiting",
+                                    "Operations waiting for a dependency", labels=["dependency"])
+        for row in gates.board():
+            is_open.add_metric([row["key"]], 0 if row["state"] == "closed" else 1)
+            waiting.add_metric([row["key"]], row["waiting"])
+        yield is_open
+        yield waiting
 
     def _families(self, rows, labels, suffix):
         for name, help_text in FIGURES.items():

@@ -6,6 +6,8 @@ app_name = "operations"
 urlpatterns = [
     path("", views.operation_list, name="list"),
     path("metrics/", views.metrics_page, name="metrics"),
+    path("gates/", views.gates_page, name="gates"),
+    path("gates/act", views.gate_act, name="gate-act"),
     path("<uuid:operation_id>/", views.operation_detail, name="detail"),
     path("<uuid:operation_id>/retry", views.operation_retry, name="retry"),
 ]

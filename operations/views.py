@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from operations import metrics
+from operations import gates, metrics
 from operations.api.views import RetryThrottle
 from operations.errors import what_to_do
 from operations.models import Channel, Notification, Operation
@@ -142,6 +142,34 @@ def operation_retry(request, operation_id):
 # --- retry metrics (staff) -------------------------------------------------------------------
 
 METRIC_KEYS = ("region",)
+
+
+@staff_member_required
+def gates_page(request):
+    """Every outside service operations depend on, with its gate: staff hold one open (a
+    provider announced maintenance) or release it, each with a reason that is kept."""
+    return render(request, "operations/gates.html", {"rows": gates.board()})
+
+
+@staff_member_required
+@require_POST
+def gate_act(request):
+    key = request.POST.get("key", "").strip()
+    reason = request.POST.get("reason", "").strip()
+    action = request.POST.get("action")
+    if not key or len(key) > 120 or action not in ("hold", "release"):
+        messages.error(request, "Choose a dependency and Hold or Release.")
+    elif not reason or len(reason) > 250:
+        messages.error(request, "Say why (at most 250 characters): it is kept with the gate's "
+                                "history.")
+    elif action == "hold":
+        gates.hold(key, by=request.user, reason=reason)
+        messages.success(request, f"{key} is held: nothing calls it until it is released.")
+    elif gates.release(key, by=request.user, reason=reason):
+        messages.success(request, f"{key} is released: waiting work starts gradually.")
+    else:
+        messages.info(request, f"{key} was not held or open: nothing to release.")
+    return redirect("operations:gates")
 
 
 @staff_member_required

@@ -57,9 +57,12 @@ class Command(BaseCommand):
             self.stop(children)
 
     def extra_processes(self, manage) -> dict:
-        # The default AI provider, on loopback; region demo-flaky fails half its calls.
-        faults = json.dumps([{"region": "demo-flaky", "error_rate": 0.5, "statuses": [503, 429],
-                              "retry_after": "1"}])
+        # The default AI provider, on loopback: region demo-flaky fails half its calls (one
+        # call's trouble, retried per operation); region demo-outage is down for the first two
+        # minutes (its gate opens, its work waits, then finishes by itself).
+        faults = json.dumps([{"region": "demo-flaky", "error_rate": 0.5, "statuses": [500]},
+                             {"region": "demo-outage", "error_rate": 1.0, "statuses": [503],
+                              "for_seconds": 120}])
         return {"inference": [*manage, "inference_service", "--port", str(self.inference_port),
                               "--faults", faults]}
 
