@@ -5,7 +5,7 @@ import re
 
 from batches import pipeline
 from batches.models import Batch, Essay, PhaseOutput
-from operations import inference
+from inference import client as inference
 from operations.errors import PermanentError, TransientError, register_message
 from operations.kinds import Completion, register
 from operations.retry_policy import AI_CALLS, RetryPolicy

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 
 from batches.models import Batch, Essay, PhaseOutput
-from operations import inference
+from inference import client as inference
 from operations.chains import NOT_STARTED, Chain, NotStarted, latest_of
 from operations.models import Attempt, Operation, Outcome, Status
 from operations.refusals import declare

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "health_check",
     "axes",
     "operations",
+    "inference",
     "imports",
     "interviews",
     "executions",
@@ -265,6 +266,7 @@ REBOUND = {
     # its cap while probes keep failing; how many waiting operations a gate that closed
     # releases in its first second (doubling every second); how long work may wait for a
     # dependency before it fails with dependency_down.
+    "GATES": env_bool("REBOUND_GATES", True),  # off: each failure is retried on its own
     "GATE_COOLDOWN_SECONDS": env_float("REBOUND_GATE_COOLDOWN", 5.0, minimum=0.1),
     "GATE_COOLDOWN_MAX_SECONDS": env_float("REBOUND_GATE_COOLDOWN_MAX", 30.0, minimum=0.1),
     "GATE_SLOW_START": env_float("REBOUND_GATE_SLOW_START", 2.0, minimum=0.1),

@@ -2,7 +2,7 @@
 When a cell settles (completed, or failed for good), the next waiting cells of its job start."""
 from executions import services
 from executions.models import Execution, Question
-from operations import inference
+from inference import client as inference
 from operations.errors import PermanentError, TransientError
 from operations.kinds import register
 from operations.retry_policy import AI_CALLS

@@ -1,7 +1,7 @@
 """The engine kinds of interview practice: write a question, analyse an answer. Both are AI
 calls with the AI retry policy (4 attempts at 1 s, 2 s, 4 s plus jitter)."""
 from interviews.models import InterviewTurn
-from operations import inference
+from inference import client as inference
 from operations.errors import PermanentError
 from operations.kinds import register
 from operations.retry_policy import AI_CALLS

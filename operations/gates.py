@@ -68,6 +68,8 @@ def note_down(key: str, operation_id, retry_after: float | None = None) -> bool:
     A Retry-After holds the gate until then; a failed probe opens it again for longer; recent
     calls that look like an outage open it. True when the gate is not closed now: the
     operation goes back to wait for it instead of spending its attempt."""
+    if not settings.REBOUND["GATES"]:
+        return False
     gate = _row(key)
     if gate.state == GateState.HALF_OPEN and str(gate.probe) == str(operation_id):
         _probe_failed(gate)

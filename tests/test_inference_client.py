@@ -5,7 +5,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from operations import inference
+from inference import client as inference
 from operations.errors import PermanentError, TransientError
 
 MESSAGES = [{"role": "system", "content": "Ask one interview question."},

@@ -69,7 +69,7 @@ def pages(data) -> list[str]:
             f"/jobs/{job.pk}/cells/{data['execution'].pk}/history", "/batches/",
             "/batches/new", f"/batches/{batch.pk}/",
             f"/batches/{batch.pk}/phases/nlp/essays/{data['essay_id']}/history",
-            "/operations/metrics/"]
+            "/operations/metrics/", "/operations/gates/"]
 
 
 def test_every_page_is_accessible_at_desktop_and_phone_width_and_fits_a_phone(page, everything):

@@ -184,3 +184,41 @@ def test_a_new_batch_from_pasted_essays(page, live):
     page.get_by_label("Essays, separated by").fill(f"{essay(0)}\n---\n{essay(1)}")
     page.get_by_role("button", name="Create the batch").click()
     expect(page.get_by_role("heading", name="Ranking")).to_be_visible(timeout=30_000)
+
+
+# --- outages -----------------------------------------------------------------------------------
+
+def test_a_job_cell_waits_for_its_region_and_then_finishes_by_itself(page, live, alice):
+    # eu-west answers 503 for 12 s: its gate opens, the cells wait, a probe finds it back.
+    live.faults(region="eu-west", error_rate=1.0, statuses=[503], for_seconds=12)
+    job = create_job(alice, title="Outage", model="m", regions=["eu-west"],
+                     questions=[f"Question {i}?" for i in range(6)])
+    page.goto(f"/jobs/{job.pk}/")
+    marker(page)
+    waiting = page.locator("td.cell-waiting").first
+    expect(waiting).to_contain_text("Waiting: the AI service in eu-west is not answering",
+                                    timeout=20_000)
+    expect(waiting).to_contain_text("This continues by itself when it is back.")
+    expect(waiting.locator("button")).to_have_count(0)  # nothing to retry
+    expect(page.locator("td.cell-completed")).to_have_count(6, timeout=60_000)
+    assert_not_reloaded(page)
+    assert not Operation.objects.filter(input__job_id=job.pk, is_retry=True).exists()
+
+
+def test_staff_hold_and_release_a_gate_from_the_gates_page_without_javascript(no_js_page, alice):
+    alice.is_staff = True
+    alice.save()
+    no_js_page.set_viewport_size({"width": 390, "height": 844})
+    no_js_page.goto("/operations/gates/")
+    no_js_page.get_by_label("Dependency").fill("inference:asia-pacific")
+    no_js_page.get_by_label("Why (kept with the gate's history)").fill("provider maintenance")
+    no_js_page.get_by_role("button", name="Hold (open by hand)").click()
+    expect(no_js_page.locator("#toasts")).to_contain_text("inference:asia-pacific is held")
+    expect(no_js_page.get_by_role("row", name="inference:asia-pacific")).to_contain_text(
+        "held by staff")
+    no_js_page.get_by_label("Dependency").fill("inference:asia-pacific")
+    no_js_page.get_by_label("Why (kept with the gate's history)").fill("maintenance over")
+    no_js_page.get_by_role("button", name="Release (close by hand)").click()
+    expect(no_js_page.locator("#toasts")).to_contain_text("is released")
+    expect(no_js_page.get_by_role("row", name="inference:asia-pacific")).to_contain_text(
+        "Closed")

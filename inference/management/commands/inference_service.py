@@ -3,7 +3,7 @@ import json
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from operations.inference_service import Faults, InferenceServer
+from inference.service import Faults, InferenceServer
 
 
 class Command(BaseCommand):
