@@ -16,7 +16,8 @@ from imports.export_reader import (Conversations, ExportRejected, ResumeMismatch
                                    to_datetime)
 from imports.memory import aggregate_facts, facts_from, render_memory, tally
 from imports.models import MemoryFact, Profile
-from imports.storage import open_stored
+from imports.storage import AWAY as storage_away
+from imports.storage import open_stored, storage_dependency, through_storage
 from operations.errors import LeaseLost, PermanentError, TransientError
 from operations.kinds import register
 from operations.retry_policy import RetryPolicy
@@ -67,7 +68,15 @@ def stored_export_intact(input: dict, *, hash_bytes: bool = True) -> bool:
     """Preflight for a retry: the stored file (or object) exists and is the current export;
     for a manual retry also that it has the size recorded at upload and its bytes still hash to
     the recorded sha256 (each attempt checks only the first two: a damaged file found while
-    reading is explained as such)."""
+    reading is explained as such). Storage that cannot be reached cannot say the file is gone:
+    the retry is let through, and waits for the storage like any pass."""
+    try:
+        return _intact(input, hash_bytes)
+    except storage_away:
+        return True
+
+
+def _intact(input: dict, hash_bytes: bool) -> bool:
     key, sha256 = input.get("storage_key", ""), input.get("sha256", "")
     if not key or not default_storage.exists(key):
         return False
@@ -105,7 +114,8 @@ def _damaged(exc) -> PermanentError:
 # --- the quick pass --------------------------------------------------------------------------
 
 @register("imports.quick_pass", policy=QUICK_PASS_POLICY, label="Quick pass",
-          input_available=stored_export_intact)
+          input_available=stored_export_intact, dependency=storage_dependency)
+@through_storage
 def quick_pass(context):
     """Counts, date range, titles, custom instructions and a first summary, in seconds."""
     profile, opened = _profile(context), _open(context.input)
@@ -161,7 +171,8 @@ def _summary(count, messages, first, last, titles) -> str:
 # --- the full pass ---------------------------------------------------------------------------
 
 @register("imports.full_pass", policy=FULL_PASS_POLICY, label="Deep memory (full pass)",
-          input_available=stored_export_intact)
+          input_available=stored_export_intact, dependency=storage_dependency)
+@through_storage
 def full_pass(context):
     """Stream every conversation, extract durable facts, write the MEMORY section. Resumes
     from the checkpoint, which is saved in the same transaction as the facts it covers."""

@@ -2,11 +2,51 @@
 is the file itself; in S3-compatible object storage it is the object read with ranged GETs — a
 seekable stream (a ZIP's directory sits at its end), never a temporary copy of the whole
 upload, whatever its size."""
+import functools
 import io
 
+from botocore.exceptions import (ClientError, ConnectionClosedError, ConnectTimeoutError,
+                                 EndpointConnectionError, ReadTimeoutError)
 from django.core.files.storage import default_storage
 
+from operations.dependencies import register_label
+from operations.errors import TransientError, register_message
+
 BLOCK = 1024 * 1024  # bytes asked for in one ranged GET
+
+# The dependency of everything that reads stored exports: when object storage is away, the
+# passes wait behind its gate (and resume from their checkpoint when it is back).
+STORAGE = "storage"
+register_label(STORAGE, lambda rest: "the file storage")
+register_message("storage_unavailable", "The file storage could not be reached.",
+                 "Nothing: this continues by itself when the storage is back.")
+AWAY = (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError)
+
+
+def storage_dependency(input: dict) -> str:
+    return STORAGE
+
+
+def through_storage(handler):
+    """A handler that reads stored exports: object storage that is away (refused, timed out,
+    dropped, or answering 502/503/504) is a transient `storage_unavailable` that the storage
+    gate counts, not a damaged export."""
+
+    @functools.wraps(handler)
+    def reading(context):
+        try:
+            return handler(context)
+        except AWAY as exc:
+            raise TransientError("storage_unavailable", type(exc).__name__,
+                                 dependency_down=True) from None
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if status in (502, 503, 504):
+                raise TransientError("storage_unavailable", f"HTTP {status}",
+                                     dependency_down=True) from None
+            raise
+
+    return reading
 
 
 def in_object_storage(storage=None) -> bool:

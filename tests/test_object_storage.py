@@ -112,3 +112,72 @@ def test_a_retry_of_a_changed_or_missing_object_is_input_missing(api, object_sto
     response = api.post(f"/api/v1/operations/{failed.pk}/retry", format="json")
     assert response.status_code == 409 and response.json()["code"] == "input_missing"
     assert not Operation.objects.filter(parent=failed).exists()
+
+
+# --- object storage that is away ---------------------------------------------------------------
+
+@pytest.fixture
+def storage_away(settings, object_storage):
+    """Point the storage at a loopback port where nothing listens (connections are refused),
+    as when the S3 server is down; `back()` points it at the real server again."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    up = settings.STORAGES
+
+    def away():
+        default = {**up["default"], "OPTIONS": {**up["default"]["OPTIONS"],
+                                                "endpoint_url": closed}}
+        settings.STORAGES = {**up, "default": default}
+
+    def back():
+        settings.STORAGES = up
+
+    away.back = back
+    return away
+
+
+def test_a_full_pass_waits_while_storage_is_away_and_resumes_when_it_is_back(
+        api, object_storage, storage_away):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from operations import dispatcher, gates, runner
+    from operations.models import Gate
+    from tests.running import make_due
+
+    profile = upload(api, zip_of({"conversations.json": sample_bytes()}), "export.zip")
+    run_until_settled(profile.quick_pass_operation)
+    full_pass = profile.full_pass_operation
+    assert full_pass.dependency == "storage"
+    storage_away()
+    outcomes = []
+    for _ in range(5):  # five refused connections in a row: the storage looks down
+        gates.forget()
+        make_due(full_pass)
+        dispatcher.release_due()
+        outcomes.append(runner.run(full_pass.pk))
+    assert outcomes[:4] == ["retry_scheduled"] * 4
+    assert outcomes[-1] == "waiting" and Gate.objects.get(key="storage").state == "open"
+    full_pass.refresh_from_db()
+    assert full_pass.status == Status.WAITING and full_pass.error_code == "storage_unavailable"
+    assert "the file storage is not answering" in full_pass.waiting_message
+    storage_away.back()
+    Gate.objects.filter(key="storage").update(open_until=timezone.now() - timedelta(seconds=1))
+    assert gates.tick()["probes"] == 1
+    done = run_until_settled(full_pass)
+    assert done.status == Status.COMPLETED
+    assert Gate.objects.get(key="storage").state == "closed"
+
+
+def test_a_manual_retry_while_storage_is_away_is_accepted_and_waits(api, object_storage,
+                                                                    storage_away):
+    profile = upload(api, zip_of({"conversations.json": sample_bytes()}), "export.zip")
+    failed = Operation.objects.get(pk=profile.full_pass_operation.pk)
+    Operation.objects.filter(pk=failed.pk).update(status=Status.FAILED)
+    storage_away()
+    response = api.post("/api/v1/imports/full-pass/retry", {}, format="json")
+    assert response.status_code == 202  # not a 500, not input_missing: the file may be fine
