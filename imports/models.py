@@ -8,7 +8,7 @@ from operations.models import Status
 FULL_PASS_STATUS = {
     Status.PENDING: "pending", Status.RETRY_SCHEDULED: "processing",
     Status.PROCESSING: "processing", Status.COMPLETED: "complete", Status.FAILED: "failed",
-    Status.CANCELLED: "failed",
+    Status.CANCELLED: "failed", Status.WAITING: "waiting",
 }
 
 

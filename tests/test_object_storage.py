@@ -140,7 +140,7 @@ def storage_away(settings, object_storage):
 
 
 def test_a_full_pass_waits_while_storage_is_away_and_resumes_when_it_is_back(
-        api, object_storage, storage_away):
+        api, web, object_storage, storage_away):
     from datetime import timedelta
 
     from django.utils import timezone
@@ -165,6 +165,10 @@ def test_a_full_pass_waits_while_storage_is_away_and_resumes_when_it_is_back(
     full_pass.refresh_from_db()
     assert full_pass.status == Status.WAITING and full_pass.error_code == "storage_unavailable"
     assert "the file storage is not answering" in full_pass.waiting_message
+    banner = web.get("/").content.decode()
+    assert "Waiting: the file storage is not answering" in banner and "banner-failed" not in banner
+    full = api.get("/api/v1/imports/profile").json()["full_pass"]
+    assert full["status"] == "waiting" and full["operation"]["waiting"]["dependency"] == "storage"
     storage_away.back()
     Gate.objects.filter(key="storage").update(open_until=timezone.now() - timedelta(seconds=1))
     assert gates.tick()["probes"] == 1
