@@ -260,11 +260,13 @@ def _settle_probe(gate: Gate) -> None:
     probe = Operation.objects.filter(pk=gate.probe).values_list("status", flat=True).first()
     if probe in (Status.PENDING, Status.PROCESSING):
         return
-    if probe in (Status.COMPLETED, Status.FAILED, Status.RETRY_SCHEDULED):
+    if probe in (Status.COMPLETED, Status.FAILED):
         # It reached the service and got an answer: the service is there.
         _close(Gate.objects.filter(pk=gate.pk, state=GateState.HALF_OPEN, probe=gate.probe),
                gate.key, "the probe got an answer")
-    else:  # cancelled, gone, or back to waiting: probe again
+    else:
+        # Cancelled, gone, back to waiting, or scheduled again after its worker died (no
+        # verdict; an answer that was no outage closed the gate when it came): probe again.
         Gate.objects.filter(pk=gate.pk, state=GateState.HALF_OPEN, probe=gate.probe).update(
             state=GateState.OPEN, probe=None, open_until=Now())
         forget()

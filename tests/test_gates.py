@@ -217,3 +217,18 @@ def test_a_hold_parks_work_that_was_about_to_run(user):
     pending = work(user, 2)
     gates.hold(SERVICE, by=UserFactory(username="root", is_staff=True), reason="maintenance")
     assert {Operation.objects.get(pk=op.pk).status for op in pending} == {Status.WAITING}
+
+
+def test_a_probe_that_gets_a_refusal_still_finds_the_service_back(opened):
+    past(open_until=timezone.now() - timedelta(seconds=1))
+    gates.tick()
+    DOWN["answer"] = PermanentError("ai_rejected", "HTTP 400")  # an answer, if not a good one
+    assert run(Operation.objects.get(pk=gate().probe)) == "failed"
+    assert gate().state == "closed"
+
+
+def test_gates_can_be_turned_off(user, settings):
+    settings.REBOUND = {**settings.REBOUND, "GATES": False}
+    DOWN["answer"] = away()
+    assert [run(op) for op in work(user, 6)] == ["retry_scheduled"] * 6
+    assert not Gate.objects.exclude(state="closed").exists()
