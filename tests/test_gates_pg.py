@@ -53,3 +53,19 @@ def test_three_dispatcher_processes_send_one_probe(opened_long_ago, tmp_path):
             what="three dispatchers to tick past the probe")
     assert Operation.objects.exclude(status=Status.WAITING).count() == 1
     assert Gate.objects.get(key=SERVICE).probes == 1
+
+
+def test_waiting_work_survives_a_dispatcher_killed_mid_outage_and_is_released_after(
+        opened_long_ago, tmp_path):
+    with managed(tmp_path, "dispatcher", "first", REBOUND_HOST_ID="dispatch-a"):
+        wait_for(lambda: Gate.objects.get(key=SERVICE).state == "half_open", 30,
+                 what="a probe")
+    # The first dispatcher is SIGKILLed: the gate and the waiting work are rows, not memory.
+    probe = Operation.objects.get(pk=Gate.objects.get(key=SERVICE).probe)
+    assert run(probe) == "completed"  # the service is back (a worker ran the probe)
+    assert Gate.objects.get(key=SERVICE).state == "closed"
+    assert Operation.objects.filter(status=Status.WAITING).count() == 9
+    with managed(tmp_path, "dispatcher", "second", REBOUND_HOST_ID="dispatch-b"):
+        wait_for(lambda: not Operation.objects.filter(status=Status.WAITING).exists(), 30,
+                 what="the waiting work to be released")
+    assert Operation.objects.filter(status=Status.PENDING).count() == 9
