@@ -92,3 +92,37 @@ def test_metrics_expose_gates_and_waiting_work(staff, waiting_job):
     gates.release("inference:eu-west", by=None, reason="test")
     assert 'rebound_gate_open{dependency="inference:eu-west"} 0.0' in staff.get(
         "/metrics").content.decode()
+
+
+def held(region: str) -> None:
+    gates.hold(f"inference:{region}", by=None, reason="provider maintenance")
+
+
+def test_a_batch_phase_waits_for_its_region_and_the_page_says_so(web, user):
+    from batches.pipeline import request_pipeline
+    from batches.services import create_batch
+    from tests.batches_helpers import essay
+    from tests.running import run_until_settled
+
+    held("eu-west")
+    batch = create_batch(user, title="Essays", essays=[essay(0)], region="eu-west")
+    request_pipeline(batch, "ai_feedback")
+    for _ in range(3):  # spellcheck and nlp need no AI: they run; ai_feedback does not
+        for operation in Operation.objects.filter(status=Status.PENDING):
+            run_until_settled(operation)
+        gates.tick()
+    feedback = Operation.objects.get(kind="batches.ai_feedback")
+    assert feedback.status == Status.WAITING and feedback.attempt_count == 0
+    html = web.get(f"/batches/{batch.pk}/").content.decode()
+    assert "Waiting: the AI service in eu-west is not answering" in html
+
+
+def test_an_interview_question_waits_for_its_region_and_the_page_says_so(web, user):
+    from interviews.services import start_session
+
+    held("eu-west")
+    session = start_session(user, "Queues", region="eu-west")
+    gates.tick()
+    html = web.get(f"/interviews/{session.pk}/").content.decode()
+    assert "Waiting: the AI service in eu-west is not answering" in html
+    assert "Retry" not in html.split("Waiting:")[1].split("</p>")[0]
