@@ -54,7 +54,6 @@ def drill_env(endpoint: str, ai_port: int, workers: int) -> dict:
             "REBOUND_S3_ACCESS_KEY": "rebound", "REBOUND_S3_SECRET_KEY": "rebound-secret",
             "REBOUND_INFERENCE_URL": f"http://127.0.0.1:{ai_port}/v1",
             "REBOUND_INFERENCE_KEY": AI_KEY,
-            "REBOUND_INFERENCE_HEALTH_URL": f"http://127.0.0.1:{ai_port}/health",
             "REBOUND_CHECKPOINT_SECONDS": "0.1", "REBOUND_Q_SAVE_LIMIT": "0"}
 
 

@@ -140,7 +140,7 @@ def main():
            "DJANGO_SETTINGS_MODULE": "config.settings", "REBOUND_LOG_LEVEL": "WARNING",
            "REBOUND_STORAGE_DIR": str(scratch / "uploads"), "REBOUND_WORKERS": "2",
            "REBOUND_INFERENCE_URL": f"http://127.0.0.1:{ai_port}/v1",
-           "REBOUND_INFERENCE_KEY": "load-key", "REBOUND_INFERENCE_HEALTH_URL": "",
+           "REBOUND_INFERENCE_KEY": "load-key",
            "REBOUND_INFERENCE_REGIONS": "us-east,load-flaky",
            "REBOUND_RETRY_THROTTLE": "100000/min", "REBOUND_UPLOAD_THROTTLE": "100000/min",
            "LOAD_ACCOUNTS": str(scratch / "accounts.json"), "DJANGO_DEBUG": "false",

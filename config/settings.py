@@ -320,10 +320,6 @@ INFERENCE = {
     "READ_TIMEOUT": env_float("REBOUND_INFERENCE_READ_TIMEOUT", 20.0, minimum=0.1),
     "DEADLINE": env_float("REBOUND_INFERENCE_DEADLINE", 25.0, minimum=0.1),
     "MAX_RESPONSE_BYTES": env_int("REBOUND_INFERENCE_MAX_BYTES", 1_000_000, minimum=1024),
-    # Asked by /readyz: the local service's /health by default; empty to leave it out
-    # (a hosted provider has no such URL).
-    "HEALTH_URL": env_str("REBOUND_INFERENCE_HEALTH_URL",
-                          "" if env_str("REBOUND_INFERENCE_URL") else "http://127.0.0.1:8001/health"),
     # The regions the inference router serves (X-Region); jobs and sessions choose from these.
     "REGIONS": env_list("REBOUND_INFERENCE_REGIONS",
                         ["us-east", "eu-west", "asia-pacific", "demo-flaky", "demo-outage"]),

@@ -1,15 +1,17 @@
 """Health for load balancers and orchestrators, with django-health-check:
 
 - `/healthz` — the process answers (no database, no broker: a liveness probe);
-- `/readyz` — the database answers, the broker answers, a dispatcher has beaten its heartbeat
-  in the last few seconds, and the inference service answers when one is configured for it.
+- `/readyz` — the database answers, the broker answers, and a dispatcher has beaten its
+  heartbeat in the last few seconds. Outside services (the AI provider, object storage) are
+  not asked: when one is down the app is fine, its work waits behind the service's gate, and
+  taking every web server out of rotation would only make it worse (the gates page and
+  /metrics say which dependency is down).
 
 A failing check answers 503 and names the check (JSON with `Accept: application/json`).
 """
 import dataclasses
 import datetime
 
-import requests
 from django.conf import settings
 from health_check.base import HealthCheck
 from health_check.exceptions import ServiceUnavailable
@@ -68,21 +70,6 @@ class Dispatcher(HealthCheck):
             raise ServiceUnavailable(f"no dispatcher heartbeat in the last {max_age:g} s")
 
 
-@dataclasses.dataclass
-class InferenceService(HealthCheck):
-    """The configured inference service answers its health URL."""
-
-    timeout = datetime.timedelta(seconds=2)
-
-    def run(self):
-        try:
-            response = requests.get(settings.INFERENCE["HEALTH_URL"], timeout=2)
-        except requests.RequestException as exc:
-            raise ServiceUnavailable("the inference service does not answer") from exc
-        if response.status_code != 200:
-            raise ServiceUnavailable(f"the inference service answered {response.status_code}")
-
-
 class ProbeView(HealthCheckView):
     """django-health-check's view, answering 503 (not 500) when a check fails: the service
     is unavailable, nothing crashed."""
@@ -95,16 +82,12 @@ class ProbeView(HealthCheckView):
 
 
 class ReadinessView(ProbeView):
-    """The checks follow the settings of the moment (which broker, whether an inference
-    service is configured)."""
+    """The checks follow the settings of the moment (which broker)."""
 
     @property
     def checks(self):
-        checks = ["health_check.checks.Database",
-                  RedisBroker if settings.REDIS_URL else OrmBroker, Dispatcher]
-        if settings.INFERENCE["HEALTH_URL"]:
-            checks.append(InferenceService)
-        return checks
+        return ["health_check.checks.Database",
+                RedisBroker if settings.REDIS_URL else OrmBroker, Dispatcher]
 
 
 liveness = ProbeView.as_view(checks=[Process])

@@ -36,7 +36,6 @@ def running_stack(log_dir, storage, **env_overrides):
     settings = dict(
         REBOUND_WORKERS=2, REBOUND_INFERENCE_URL=f"http://127.0.0.1:{ai_port}/v1",
         REBOUND_INFERENCE_KEY="test-key",
-        REBOUND_INFERENCE_HEALTH_URL=f"http://127.0.0.1:{ai_port}/health",
         REBOUND_STORAGE_DIR=storage, REBOUND_CHECKPOINT_SECONDS=0.3,
         REBOUND_RETRY_THROTTLE="20/min", REBOUND_UPLOAD_THROTTLE="3/min",
         REBOUND_LOG_LEVEL="WARNING")

@@ -222,3 +222,21 @@ def test_staff_hold_and_release_a_gate_from_the_gates_page_without_javascript(no
     expect(no_js_page.locator("#toasts")).to_contain_text("is released")
     expect(no_js_page.get_by_role("row", name="inference:asia-pacific")).to_contain_text(
         "Closed")
+
+
+def test_waiting_work_reads_as_waiting_on_the_interview_batch_and_operation_pages(page, alice):
+    from operations import gates
+
+    gates.hold("inference:eu-west", by=None, reason="provider maintenance")
+    session = start_session(alice, "Queues", region="eu-west")
+    batch = create_batch(alice, title="Essays", essays=[essay(0)], region="eu-west")
+    request_pipeline(batch, "ai_feedback")
+    wait_for(lambda: Operation.objects.filter(owner=alice, status=Status.WAITING).count() == 2,
+             30, what="the question and the feedback to wait")
+    question = session.turns.get().question_current
+    for path in (f"/interviews/{session.pk}/", f"/batches/{batch.pk}/",
+                 f"/operations/{question.pk}/"):
+        page.goto(path)
+        note = page.get_by_text("Waiting: the AI service in eu-west is not answering").first
+        expect(note).to_be_visible()
+        expect(page.get_by_role("button", name="Retry")).to_have_count(0)

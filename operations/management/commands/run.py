@@ -31,7 +31,6 @@ class Command(BaseCommand):
         if self.inference_port != 8001:
             base = f"http://127.0.0.1:{self.inference_port}"
             os.environ.setdefault("REBOUND_INFERENCE_URL", f"{base}/v1")
-            os.environ.setdefault("REBOUND_INFERENCE_HEALTH_URL", f"{base}/health")
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         call_command("seed_demo")
