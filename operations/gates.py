@@ -210,26 +210,41 @@ def release(key: str, *, by, reason: str) -> bool:
 def tick() -> dict:
     """Probe open gates whose cool-down has passed, settle probes that ended, park work that
     needs a gate that is not closed, release waiting work behind closed gates (slow start),
-    and fail what waited past REBOUND_WAIT_LIMIT. Safe on several dispatchers at once."""
+    and fail what waited past REBOUND_WAIT_LIMIT. Safe on several dispatchers at once: each
+    gate is handled under its row's lock, so no dispatcher acts on a state another has just
+    changed (one that still saw a gate open would park the probe it had just sent)."""
     done = {"probes": 0, "parked": 0, "released": 0, "expired": 0}
     waiting_for = set(Operation.objects.filter(status=Status.WAITING)
                       .values_list("dependency", flat=True).distinct())
-    gates = {gate.key: gate for gate in Gate.objects.annotate(now=Now()).filter(
-        Q(key__in=waiting_for) | ~Q(state=GateState.CLOSED))}
-    for key, gate in gates.items():
-        if gate.state == GateState.OPEN:
-            done["parked"] += Operation.park(key)
-            if not gate.held and gate.open_until is not None and gate.open_until <= gate.now:
-                done["probes"] += _send_probe(gate)
-        elif gate.state == GateState.HALF_OPEN:
-            done["parked"] += Operation.park(key, keep=[gate.probe])
-            _settle_probe(gate)
-        else:
-            done["released"] += _release_slowly(gate)
-    for key in waiting_for - set(gates):  # waiting behind a gate that was never written
-        done["released"] += _release_slowly(_row(key))
+    keys = set(Gate.objects.exclude(state=GateState.CLOSED).values_list("key", flat=True))
+    for key in sorted(keys | waiting_for):
+        _row(key)  # work may wait behind a gate that was never written: it is closed
+        with transaction.atomic():
+            gate = Gate.objects.select_for_update().annotate(now=Now()).get(key=key)
+            for name, n in _tend(gate).items():
+                done[name] += n
     done["expired"] = _give_up_waiting()
     return done
+
+
+def _tend(gate: Gate) -> dict:
+    """One gate's share of a tick (its row is locked)."""
+    if gate.state == GateState.OPEN:
+        parked = Operation.park(gate.key)
+        due = not gate.held and gate.open_until is not None and gate.open_until <= gate.now
+        return {"parked": parked, "probes": _send_probe(gate) if due else 0}
+    if gate.state == GateState.HALF_OPEN:
+        parked = Operation.park(gate.key, keep=[gate.probe])
+        _settle_probe(gate)
+        return {"parked": parked}
+    return {"released": _release_slowly(gate)}
+
+
+def _enqueue(operation_id) -> None:
+    """Deliver once the tick's transaction has committed (a worker must find it pending)."""
+    from operations import delivery
+
+    transaction.on_commit(lambda: delivery.enqueue_now(operation_id))
 
 
 def _send_probe(gate: Gate) -> int:
@@ -237,21 +252,21 @@ def _send_probe(gate: Gate) -> int:
                  .order_by("waiting_since").only("pk").first())
     if candidate is None:
         return 0  # nothing needs the service yet; probe when something does
-    if not Gate.objects.filter(pk=gate.pk, state=GateState.OPEN, held=False,
-                               open_until__lte=Now()).update(
-            state=GateState.HALF_OPEN, probe=candidate.pk, probes=gate.probes + 1):
-        return 0  # another dispatcher probes
+    # The gate names its probe and the probe leaves `waiting` in one transaction: another
+    # dispatcher that sees the gate half-open must never see its probe still waiting (it would
+    # take that for a probe sent back to wait, and open the gate again).
+    with transaction.atomic():
+        if not Gate.objects.filter(pk=gate.pk, state=GateState.OPEN, held=False,
+                                   open_until__lte=Now()).update(
+                state=GateState.HALF_OPEN, probe=candidate.pk, probes=F("probes") + 1):
+            return 0  # another dispatcher probes
+        if not candidate.unpark():
+            transaction.set_rollback(True)  # cancelled meanwhile: another, at the next tick
+            return 0
     forget()
-    if candidate.unpark():
-        from operations import delivery
-
-        delivery.enqueue_now(candidate.pk)
-        log.info("gate %s: probe %s sent", gate.key, candidate.pk)
-        return 1
-    # Cancelled meanwhile: choose another at the next tick.
-    Gate.objects.filter(pk=gate.pk, state=GateState.HALF_OPEN, probe=candidate.pk).update(
-        state=GateState.OPEN, probe=None, open_until=Now())
-    return 0
+    _enqueue(candidate.pk)
+    log.info("gate %s: probe %s sent", gate.key, candidate.pk)
+    return 1
 
 
 def _settle_probe(gate: Gate) -> None:
@@ -260,13 +275,19 @@ def _settle_probe(gate: Gate) -> None:
     probe = Operation.objects.filter(pk=gate.probe).values_list("status", flat=True).first()
     if probe in (Status.PENDING, Status.PROCESSING):
         return
+    if probe == Status.WAITING:
+        # Parked again by a dispatcher that still saw the gate open (a failed probe opens the
+        # gate before it goes back to wait, so this is not one): send it once more.
+        if Operation(pk=gate.probe).unpark():
+            _enqueue(gate.probe)
+        return
     if probe in (Status.COMPLETED, Status.FAILED):
         # It reached the service and got an answer: the service is there.
         _close(Gate.objects.filter(pk=gate.pk, state=GateState.HALF_OPEN, probe=gate.probe),
                gate.key, "the probe got an answer")
     else:
-        # Cancelled, gone, back to waiting, or scheduled again after its worker died (no
-        # verdict; an answer that was no outage closed the gate when it came): probe again.
+        # Cancelled, gone, or scheduled again after its worker died (no verdict; an answer
+        # that was no outage closed the gate when it came): probe again.
         Gate.objects.filter(pk=gate.pk, state=GateState.HALF_OPEN, probe=gate.probe).update(
             state=GateState.OPEN, probe=None, open_until=Now())
         forget()
@@ -284,17 +305,15 @@ def allowance(seconds_since_close: float) -> int:
 def _release_slowly(gate: Gate) -> int:
     if gate.state != GateState.CLOSED:
         return 0
-    now = getattr(gate, "now", None) or Gate.objects.annotate(now=Now()).get(pk=gate.pk).now
+    now = gate.now
     room = min(allowance((now - gate.since).total_seconds()) - gate.released, BATCH)
     if room <= 0:
         return 0
-    from operations import delivery
-
     released = 0
     for operation in (Operation.objects.filter(status=Status.WAITING, dependency=gate.key)
                       .order_by("waiting_since").only("pk")[:room]):
         if operation.unpark():
-            delivery.enqueue_now(operation.pk)
+            _enqueue(operation.pk)
             released += 1
     if released:
         Gate.objects.filter(pk=gate.pk, state=GateState.CLOSED).update(

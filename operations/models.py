@@ -7,7 +7,7 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce, Now
 from django.urls import reverse
@@ -507,10 +507,15 @@ class Host(models.Model):
         fields = {"beat_at": Now(), "stopped_at": None}
         if dispatcher:
             fields["dispatcher_beat_at"] = Now()
-        if not cls.objects.filter(name=name).update(**fields):
-            cls.objects.get_or_create(name=name, defaults={
-                "started_at": Now(), "beat_at": Now(),
-                "dispatcher_beat_at": Now() if dispatcher else None})
+        if cls.objects.filter(name=name).update(**fields):
+            return
+        try:
+            with transaction.atomic():
+                cls.objects.create(name=name, started_at=Now(), beat_at=Now(),
+                                   dispatcher_beat_at=Now() if dispatcher else None)
+        except IntegrityError:
+            # Another process of this host wrote the row first: beat on it.
+            cls.objects.filter(name=name).update(**fields)
 
     @classmethod
     def stop(cls, name: str) -> None:

@@ -232,3 +232,14 @@ def test_gates_can_be_turned_off(user, settings):
     DOWN["answer"] = away()
     assert [run(op) for op in work(user, 6)] == ["retry_scheduled"] * 6
     assert not Gate.objects.exclude(state="closed").exists()
+
+
+def test_a_probe_parked_again_by_a_dispatcher_with_a_stale_view_is_sent_again(opened):
+    past(open_until=timezone.now() - timedelta(seconds=1))
+    gates.tick()
+    probe = gate().probe
+    Operation.park(SERVICE)  # what a dispatcher that still saw the gate open does
+    assert Operation.objects.get(pk=probe).status == Status.WAITING
+    gates.tick()
+    assert gate().state == "half_open" and gate().probe == probe and gate().probes == 1
+    assert Operation.objects.get(pk=probe).status == Status.PENDING
