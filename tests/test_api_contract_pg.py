@@ -30,9 +30,9 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory, stack_storage):
             yield stack
 # CI generates the same data every run (a fixed seed, one worker, so the server meets it in
 # the same order). By hand, REBOUND_CONTRACT_SEED=random and REBOUND_CONTRACT_EXAMPLES=200
-# make a longer random run. Failing examples any run finds are kept in tests/contract-examples
-# (schemathesis' example database) and tried first by every later run; each also becomes a
-# fixed test beside the code it concerns.
+# make a longer random run. What a run finds goes to tests/contract-examples (schemathesis'
+# example database, tried first by later runs; ignored by git except what is added by hand):
+# each failure also becomes a fixed test beside the code it concerns.
 SEED = os.environ.get("REBOUND_CONTRACT_SEED", "20261202")
 EXAMPLES = os.environ.get("REBOUND_CONTRACT_EXAMPLES", "15")
 EXAMPLES_KEPT = Path(__file__).parent / "contract-examples"
