@@ -16,9 +16,15 @@ def message(cool_off_seconds: int) -> str:
             f"{'' if minutes == 1 else 's'}, or ask an administrator to lift the pause.")
 
 
+def seconds_left(request) -> int:
+    """The cool-off of a paused client, in seconds."""
+    cool_off = get_cool_off(request)
+    return int(cool_off.total_seconds()) if cool_off else 0
+
+
 def respond(request, original_response=None, credentials=None):
     cool_off = get_cool_off(request)
-    seconds = int(cool_off.total_seconds()) if cool_off else 0
+    seconds = seconds_left(request)
     if request.path.startswith("/api/"):
         response = JsonResponse(
             {"type": f"about:blank#{LOCKED_OUT}", "title": "Too many requests", "status": 429,

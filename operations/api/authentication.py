@@ -33,9 +33,7 @@ class LimitedTokenAuthentication(TokenAuthentication):
 
     @staticmethod
     def locked_out(http_request) -> LockedOut:
-        from axes.helpers import get_cool_off
-
-        cool_off = get_cool_off(http_request)
-        exc = LockedOut(lockout.message(int(cool_off.total_seconds()) if cool_off else 0))
-        exc.wait = cool_off.total_seconds() if cool_off else None
+        seconds = lockout.seconds_left(http_request)
+        exc = LockedOut(lockout.message(seconds))
+        exc.wait = seconds or None  # DRF sends it as Retry-After
         return exc
