@@ -7,7 +7,7 @@ class BatchesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from batches import demo, phases  # noqa: F401  (phases registers the phase kinds)
+        from batches import demo, phases, retention  # noqa: F401  (they register)
         from operations import demo as demo_data
 
         demo_data.register(demo.seed)

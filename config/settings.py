@@ -266,6 +266,9 @@ REBOUND = {
     # its cap while probes keep failing; how many waiting operations a gate that closed
     # releases in its first second (doubling every second); how long work may wait for a
     # dependency before it fails with dependency_down.
+    # Finished operations (with their attempts, and the jobs and batches whose work all
+    # finished) older than this are pruned; the figures (rollups) are kept.
+    "KEEP_DAYS": env_float("REBOUND_KEEP_DAYS", 30.0, minimum=0.01),
     "GATES": env_bool("REBOUND_GATES", True),  # off: each failure is retried on its own
     "GATE_COOLDOWN_SECONDS": env_float("REBOUND_GATE_COOLDOWN", 5.0, minimum=0.1),
     "GATE_COOLDOWN_MAX_SECONDS": env_float("REBOUND_GATE_COOLDOWN_MAX", 30.0, minimum=0.1),

@@ -7,7 +7,7 @@ class ExecutionsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from executions import demo, kinds  # noqa: F401  (kinds registers the cell kind)
+        from executions import demo, kinds, retention  # noqa: F401  (they register)
         from operations import demo as demo_data
 
         demo_data.register(demo.seed)

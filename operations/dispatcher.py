@@ -1,5 +1,6 @@
-"""The dispatcher: starts due retries on time, recovers operations whose worker is gone, and
-re-delivers pending operations whose delivery was lost.
+"""The dispatcher: starts due retries on time, recovers operations whose worker is gone,
+re-delivers pending operations whose delivery was lost, counts finished work into the rollups
+and, once an hour, prunes history past retention.
 
 Several dispatchers may run at once on several hosts: each act is a conditional UPDATE, and
 only the dispatcher whose update won enqueues.
@@ -12,7 +13,7 @@ from django.db import OperationalError, close_old_connections
 from django.db.models import Q
 from django.db.models.functions import Now
 
-from operations import delivery, followups, gates, notifications
+from operations import delivery, followups, gates, notifications, retention, rollups
 from operations.lease import holder_is_dead, host_of, this_host
 from operations.models import Host, Operation, Status, db_now_plus
 
@@ -83,15 +84,20 @@ def sweep() -> dict:
     return {"released": release_due(), "recovered": recover_lost(),
             "redelivered": redeliver_lost(), "gates": gates.tick(),
             "followups": followups.run_due(),
-            "notified": sum(notifications.deliver_due().values())}
+            "notified": sum(notifications.deliver_due().values()),
+            "folded": rollups.fold()}
 
 
 def run_forever(tick: float | None = None, sweep_every: float = 0.5, notify_every: float = 5.0,
+                prune_every: float = 3600.0, first_prune_after: float = 60.0,
                 stop=None) -> None:
-    """Release due retries every tick; recover, re-deliver and run left-over follow-ups every
-    `sweep_every` seconds; send due notification digests and alerts every `notify_every`."""
+    """Release due retries every tick; recover, re-deliver, run left-over follow-ups and count
+    finished work every `sweep_every` seconds; send due notification digests and alerts every
+    `notify_every`; prune history `first_prune_after` seconds after start (a dispatcher
+    restarted by every deploy still prunes), then every `prune_every`."""
     tick = tick or settings.REBOUND["DISPATCH_TICK_SECONDS"]
     last_sweep = last_notify = last_beat = 0.0
+    last_prune = time.monotonic() - prune_every + first_prune_after
     while stop is None or not stop.is_set():
         try:
             if time.monotonic() - last_beat >= 1.0:
@@ -103,10 +109,14 @@ def run_forever(tick: float | None = None, sweep_every: float = 0.5, notify_ever
                 redeliver_lost()
                 gates.tick()
                 followups.run_due()
+                rollups.fold()
                 last_sweep = time.monotonic()
             if time.monotonic() - last_notify >= notify_every:
                 notifications.deliver_due()
                 last_notify = time.monotonic()
+            if time.monotonic() - last_prune >= prune_every:
+                last_prune = time.monotonic() - prune_every + first_prune_after
+                retention.prune()
         except OperationalError:
             # The database is away (restart, failover): wait and reconnect, never exit.
             log.warning("database unavailable; dispatcher retrying")

@@ -61,7 +61,7 @@ finished AS (
     RETURNING 1
 )"""
 
-_QUEUE_ORDER = "ORDER BY started_at, enqueued_at"  # models.QUEUE_ORDER (NULLs last), indexed
+_QUEUE_ORDER = "ORDER BY started_at, enqueued_at, created_at"  # models.QUEUE_ORDER (NULLs last), indexed
 _CLAIM_ONE = "WITH" + _CLAIM.format(which="AND id = %(pk)s", columns=_COLUMNS) + \
     "\nSELECT claimed.* FROM claimed, attempt"
 _CLAIM_OLDEST = "WITH" + _CLAIM.format(which=_QUEUE_ORDER, columns=_COLUMNS) + \

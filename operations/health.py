@@ -10,7 +10,6 @@
 A failing check answers 503 and names the check (JSON with `Accept: application/json`).
 """
 import dataclasses
-import datetime
 
 from django.conf import settings
 from health_check.base import HealthCheck

@@ -78,3 +78,8 @@ def get(name: str) -> Kind:
         return _registry[name]
     except KeyError:
         raise LookupError(f"no operation kind named {name!r} is registered") from None
+
+
+def names() -> list[str]:
+    """Every registered kind's name, sorted."""
+    return sorted(_registry)

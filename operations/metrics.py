@@ -1,5 +1,6 @@
-"""How retries go, computed from Operation and Attempt rows with SQL aggregates: nothing is
-counted on the side, so the figures cannot drift from the history they describe.
+"""How retries go for a small, scoped set of operations (one job's cells), computed from its
+Operation and Attempt rows with SQL aggregates. The figures of all work, over any window and
+at any size of history, come from the rollups (`operations.rollups`) instead.
 
 Per kind (and optionally per a key of the input, such as "region", and per day):
 - operations: how many were created; completed / failed: how many ended that way;
@@ -11,13 +12,11 @@ Per kind (and optionally per a key of the input, such as "region", and per day):
 - time_to_success_p50 / _p95: seconds from creation to completion of completed operations;
 - crashes_recovered: attempts recorded as crashed (the worker died; the engine recovered).
 """
-from datetime import timedelta
 
 from django.db import connection
 from django.db.models import Aggregate, Count, F, FloatField, Func, Q, Sum
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import TruncDate
-from django.utils import timezone
 
 from operations.models import Attempt, Operation, Status
 
@@ -145,8 +144,3 @@ def _percentile(values: list[float], p: float) -> float:
 
 def _round(value) -> float | None:
     return None if value is None else round(value, 3)
-
-
-def recent(days: int = 14, **filters) -> list[dict]:
-    """Figures per kind and day over the last `days` days."""
-    return summary(by_day=True, since=timezone.now() - timedelta(days=days), **filters)

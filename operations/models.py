@@ -28,6 +28,7 @@ class Status(models.TextChoices):
 
 
 TERMINAL = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+LIVE = (Status.PENDING, Status.PROCESSING, Status.RETRY_SCHEDULED, Status.WAITING)
 CANCELLABLE = (Status.PENDING, Status.RETRY_SCHEDULED, Status.WAITING)
 
 
@@ -66,7 +67,8 @@ def db_now_plus(seconds: float):
 # The order in which pending operations are taken from the queue: work already begun first
 # (by when it began), then work never started (by when it was queued). Operations a lost host
 # or a backoff interrupted thus run again at once, not behind a backlog of new work.
-QUEUE_ORDER = [F("started_at").asc(nulls_last=True), "enqueued_at"]
+# Creation breaks ties (enqueued in the same millisecond): first in, first out.
+QUEUE_ORDER = [F("started_at").asc(nulls_last=True), "enqueued_at", "created_at"]
 
 
 class Operation(models.Model):
@@ -107,6 +109,9 @@ class Operation(models.Model):
     # Set in the same UPDATE as a final status that has follow-ups (continuations,
     # notifications); cleared in the transaction that runs them, so they run once.
     followup_due = models.BooleanField(default=False)
+    # Counted into the rollups (operations.rollups.fold) once finished; a finished row is
+    # counted exactly once, and only counted rows are ever pruned.
+    rolled_up = models.BooleanField(default=False, db_default=False)
 
     # Lineage: a manual retry is a new operation; the unique parent link allows one child.
     parent = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT,
@@ -128,18 +133,28 @@ class Operation(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [
-            models.Index(fields=["status", "next_attempt_at"]),
-            models.Index(fields=["status", "lease_expires_at"]),
+            # Due retries (the dispatcher releases them) and running work (it recovers lost
+            # leases): partial, so the history's finished rows cost them nothing.
+            models.Index(fields=["next_attempt_at"], name="operation_scheduled",
+                         condition=models.Q(status="retry_scheduled")),
+            models.Index(fields=["lease_expires_at"], name="operation_processing",
+                         condition=models.Q(status="processing")),
             models.Index(fields=["owner", "-created_at"]),
             models.Index(fields=["kind", "created_at"]),
             models.Index(fields=["updated_at"], condition=models.Q(followup_due=True),
                          name="operation_followup_due"),
             # The queue a draining worker takes from: pending, in QUEUE_ORDER.
-            models.Index(fields=["started_at", "enqueued_at"],
+            models.Index(fields=["started_at", "enqueued_at", "created_at"],
                          condition=models.Q(status="pending"), name="operation_pending"),
             # What waits for each dependency, oldest first (probes and release after recovery).
             models.Index(fields=["dependency", "waiting_since"],
                          condition=models.Q(status="waiting"), name="operation_waiting"),
+            # Finished and not yet counted into the rollups (a short list: the fold empties it).
+            models.Index(fields=["finished_at"], name="operation_to_roll_up",
+                         condition=models.Q(finished_at__isnull=False, rolled_up=False)),
+            # Staff lists: newest first, overall and per status (and retention: oldest first).
+            models.Index(fields=["-created_at"], name="operation_newest"),
+            models.Index(fields=["status", "-created_at"], name="operation_status_newest"),
         ]
 
     def __str__(self):
@@ -407,6 +422,7 @@ class Attempt(models.Model):
     # (what its gate counts).
     dependency = models.CharField(max_length=120, blank=True, default="")
     dependency_down = models.BooleanField(default=False)
+    rolled_up = models.BooleanField(default=False, db_default=False)  # as Operation.rolled_up
 
     class Meta:
         ordering = ["operation", "number"]
@@ -414,6 +430,8 @@ class Attempt(models.Model):
             models.UniqueConstraint(fields=["operation", "number"], name="one_attempt_per_number"),
         ]
         indexes = [
+            models.Index(fields=["id"], name="attempt_to_roll_up",
+                         condition=models.Q(finished_at__isnull=False, rolled_up=False)),
             # A gate's recent calls, newest first (does the dependency look down?).
             models.Index(fields=["dependency", "finished_at"],
                          condition=~models.Q(dependency=""), name="attempt_dependency"),
@@ -475,8 +493,9 @@ class Notification(models.Model):
 
 class SendWindow(models.Model):
     """When a throttled act last happened: an owner's email digest or a staff alert per kind
-    (claiming the window is one conditional UPDATE, so several processes send once), or the
-    last start handed out to a bulk retry's children (`BulkRetrySlots`)."""
+    (claiming the window is one conditional UPDATE, so several processes send once), the
+    last start handed out to a bulk retry's children (`BulkRetrySlots`), or the time before
+    which finished history has been pruned (`operations.rollups.PRUNED_THROUGH`)."""
 
     key = models.CharField(max_length=200, unique=True)
     last_sent_at = models.DateTimeField(null=True, blank=True)
@@ -574,3 +593,31 @@ class GateEvent(models.Model):
 
     def __str__(self):
         return f"{self.gate.key} -> {self.state}"
+
+
+class Grain(models.TextChoices):
+    HOUR = "h"
+    DAY = "d"
+    TOTAL = "t"  # since the beginning: `period` is the epoch
+
+
+class Rollup(models.Model):
+    """One figure of finished work (operations finished by status, attempts by outcome, manual
+    retries, time-to-success buckets...) for a kind and a value of an input key ("region"; ""
+    without one), per hour, per day and in total. Only `operations.rollups` writes them: a
+    finished Operation or Attempt row adds to them once, in the transaction that marks it
+    `rolled_up`. Pruning never touches them, so the figures outlive the rows."""
+
+    grain = models.CharField(max_length=1, choices=Grain.choices)
+    period = models.DateTimeField()
+    kind = models.CharField(max_length=64)
+    key = models.CharField(max_length=120, blank=True, default="")
+    figure = models.CharField(max_length=40)
+    value = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["grain", "period", "kind", "key", "figure"],
+                                               name="one_rollup_per_figure")]
+
+    def __str__(self):
+        return f"{self.kind} {self.key} {self.figure}@{self.grain}{self.period:%Y-%m-%d %H}"

@@ -1,41 +1,53 @@
-"""`/metrics` in Prometheus text format: the retry figures of operations.metrics, computed from
-the rows at each scrape. Staff sessions, or `Authorization: Bearer $REBOUND_METRICS_TOKEN`."""
+"""`/metrics` in Prometheus text format: counters and histograms of finished work (from the
+total rollups: they never go down, whatever is pruned), and gauges of what is live now.
+Prometheus turns them into rates over any window itself. Staff sessions, or
+`Authorization: Bearer $REBOUND_METRICS_TOKEN`."""
 import hmac
 
 from django.conf import settings
-from django.db.models import Count
 from django.http import HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                    HistogramMetricFamily)
 
-from operations import gates, metrics
-from operations.models import Operation
+from operations import gates, rollups
+from operations.models import Grain
 
-FIGURES = {
-    "success_rate": "Completed / (completed + failed) operations",
-    "attempts_per_success": "Attempts a completed operation took, on average",
-    "auto_retry_share": "Share of finished operations that needed more than one attempt",
-    "manual_retries": "Operations started by a manual retry",
-    "manual_retries_succeeded": "Manual retries that completed",
-    "crashes_recovered": "Attempts whose worker died and were recovered",
-}
+# (family, help, label, figure prefix): a counter per kind and the label's value.
+COUNTERS = [
+    ("rebound_operations", "Operations that finished, by final status", "status", "finished:"),
+    ("rebound_attempts", "Attempts that ended, by outcome (crashed: the worker died and the "
+     "engine recovered it)", "outcome", "attempts:"),
+    ("rebound_manual_retries", "Manual retries that finished, by channel", "channel", "manual:"),
+    ("rebound_manual_retries_succeeded", "Manual retries that completed, by channel",
+     "channel", "manual_ok:"),
+]
 
 
 class RetryCollector:
-    """Reads the figures from the database at each scrape; nothing is counted on the side."""
+    """Reads the rollups and the live rows at each scrape: a few hundred rows at most."""
 
     def collect(self):
-        by_status = GaugeMetricFamily("rebound_operations", "Operations by kind and status",
-                                      labels=["kind", "status"])
-        for row in Operation.objects.values("kind", "status").order_by().annotate(
-                n=Count("pk")):
-            by_status.add_metric([row["kind"], row["status"]], row["n"])
-        yield by_status
+        per_kind = {kind: figures for (kind,), figures in rollups.read(Grain.TOTAL).items()}
+        for name, help_text, label, prefix in COUNTERS:
+            family = CounterMetricFamily(name, help_text, labels=["kind", label])
+            for kind, figures in sorted(per_kind.items()):
+                for figure, value in sorted(figures.items()):
+                    if figure.startswith(prefix):
+                        family.add_metric([kind, figure.removeprefix(prefix)], value)
+            yield family
+        seconds = HistogramMetricFamily("rebound_time_to_success_seconds",
+                                        "Seconds from creation to completion of completed "
+                                        "operations", labels=["kind"])
+        for kind, figures in sorted(per_kind.items()):
+            seconds.add_metric([kind], rollups.histogram(figures), figures["tts_sum"])
+        yield seconds
+        in_state = GaugeMetricFamily("rebound_operations_in_state",
+                                     "Operations live now, by status", labels=["kind", "status"])
+        for row in rollups.live():
+            in_state.add_metric([row["kind"], row["status"]], row["n"])
+        yield in_state
         yield from self._gates()
-        rows = metrics.summary()
-        yield from self._families(rows, ["kind"], "")
-        yield from self._families([r for r in metrics.summary(key="region") if r["key"]],
-                                  ["kind", "region"], "_by_region")
 
     @staticmethod
     def _gates():
@@ -49,27 +61,6 @@ class RetryCollector:
             waiting.add_metric([row["key"]], row["waiting"])
         yield is_open
         yield waiting
-
-    def _families(self, rows, labels, suffix):
-        for name, help_text in FIGURES.items():
-            family = GaugeMetricFamily(f"rebound_{name}{suffix}", help_text, labels=labels)
-            for row in rows:
-                if row[name] is not None:
-                    family.add_metric(self._labels(row, labels), row[name])
-            yield family
-        seconds = GaugeMetricFamily(f"rebound_time_to_success_seconds{suffix}",
-                                    "Seconds from creation to completion",
-                                    labels=[*labels, "quantile"])
-        for row in rows:
-            for quantile, field in (("0.5", "time_to_success_p50"),
-                                    ("0.95", "time_to_success_p95")):
-                if row[field] is not None:
-                    seconds.add_metric([*self._labels(row, labels), quantile], row[field])
-        yield seconds
-
-    @staticmethod
-    def _labels(row, labels):
-        return [row["kind"]] + ([row["key"]] if "region" in labels else [])
 
 
 def allowed(request) -> bool:

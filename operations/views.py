@@ -1,6 +1,9 @@
 """Operation pages. One view renders the whole page, or its status panel for htmx."""
 import json
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from datetime import time as time_of_day
+from datetime import timezone as dt_timezone
 from functools import wraps
 
 from django.contrib import messages
@@ -11,10 +14,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from operations import gates, metrics
+from operations import gates, kinds, rollups
 from operations.api.views import RetryThrottle
 from operations.errors import what_to_do
-from operations.models import Channel, Notification, Operation
+from operations.models import Channel, Grain, Notification, Operation
 from operations.services import (RetryRefused, check_retryable, find_for, max_manual_retries,
                                  retry_operation)
 
@@ -172,35 +175,92 @@ def gate_act(request):
     return redirect("operations:gates")
 
 
+@dataclass(frozen=True)
+class Window:
+    name: str
+    label: str
+    grain: str
+    since: datetime
+    until: datetime | None = None
+
+
+def metrics_window(request) -> tuple[Window, str]:
+    """The window the page shows (last hour, day, 7 or 30 days, or from/to dates), read from
+    the query; a window it cannot read falls back to the last day, with a message why."""
+    now = timezone.now().astimezone(dt_timezone.utc)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    today = hour.replace(hour=0)
+    name = request.GET.get("window", "day")
+    if name == "hour":
+        return Window(name, "the last hour", Grain.HOUR, hour - timedelta(hours=1)), ""
+    if name in ("7d", "30d"):
+        days = int(name[:-1])
+        return Window(name, f"the last {days} days", Grain.DAY,
+                      today - timedelta(days=days - 1)), ""
+    if name == "custom":
+        try:
+            start = date.fromisoformat(request.GET.get("from", ""))
+            end = date.fromisoformat(request.GET.get("to", "")) if request.GET.get("to") else None
+        except ValueError:
+            start = end = None
+        if start and (end is None or end >= start):
+            since = datetime.combine(start, time_of_day.min, dt_timezone.utc)
+            until = datetime.combine(end, time_of_day.min, dt_timezone.utc) + timedelta(
+                days=1) if end else None
+            label = f"{start:%b %-d, %Y} to {end:%b %-d, %Y}" if end else f"since {start:%b %-d, %Y}"
+            return Window(name, label, Grain.DAY, since, until), ""
+        error = "Give the custom window as dates: from (YYYY-MM-DD), and to on or after it."
+        return Window("day", "the last 24 hours", Grain.HOUR, hour - timedelta(hours=23)), error
+    return Window("day", "the last 24 hours", Grain.HOUR, hour - timedelta(hours=23)), ""
+
+
 @staff_member_required
 def metrics_page(request):
-    """How retries go, per kind (or per kind and region), with completions and failures per
-    day over two weeks."""
-    kind = request.GET.get("kind") or None
+    """How retries go, per kind (or per kind and region), over a window, worst kinds first,
+    read from the rollups; one chart of finished work per hour or day, for the kind chosen."""
+    window, error = metrics_window(request)
+    if error:
+        messages.error(request, error)
     key = request.GET.get("by") if request.GET.get("by") in METRIC_KEYS else None
-    rows = metrics.summary(kind=kind, key=key)
-    return render(request, "operations/metrics.html", {
-        "rows": rows, "by": key, "kind": kind, "keys": METRIC_KEYS,
-        "kinds": sorted({row["kind"] for row in metrics.summary()}),
-        "charts": daily_charts(metrics.recent(14, kind=kind), days=14)})
+    groups = rollups.read(window.grain, window.since, window.until, by_key=bool(key))
+    rows = [{"kind": ident[0], "title": kinds.find(ident[0]).title,
+             "key": ident[1] if key else None, **rollups.summarize(figures)}
+            for ident, figures in groups.items()]
+    rows.sort(key=lambda row: (row["success_rate"] is None, row["success_rate"] or 0,
+                               -row["finished"], row["kind"], row["key"] or ""))
+    names = sorted({row["kind"] for row in rows}, key=[row["kind"] for row in rows].index)
+    chart_kind = request.GET.get("chart") if request.GET.get("chart") in names else (
+        names[0] if names else None)
+    template = "operations/metrics.html#chart" if request.htmx else "operations/metrics.html"
+    return render(request, template, {
+        "rows": rows, "by": key, "keys": METRIC_KEYS, "window": window,
+        "windows": [("hour", "Last hour"), ("day", "Last 24 hours"), ("7d", "Last 7 days"),
+                    ("30d", "Last 30 days"), ("custom", "Custom dates")],
+        "custom_from": request.GET.get("from", ""), "custom_to": request.GET.get("to", ""),
+        "chart_kinds": [(name, kinds.find(name).title) for name in names],
+        "chart": chart_kind and chart(window, chart_kind)})
 
 
-def daily_charts(rows, days: int) -> list[dict]:
-    """Per kind: one bar pair (completed, failed) per day, heights in percent of the tallest."""
-    today = timezone.now().date()
-    dates = [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
-    charts = []
-    for kind in sorted({row["kind"] for row in rows}):
-        per_day = {row["day"]: row for row in rows if row["kind"] == kind}
-        tallest = max((row["completed"] + row["failed"] for row in per_day.values()), default=0)
-        bars = []
-        for day in dates:
-            row = per_day.get(day, {"completed": 0, "failed": 0})
-            bars.append({"day": day, "completed": row["completed"], "failed": row["failed"],
-                         "completed_pct": _pct(row["completed"], tallest),
-                         "failed_pct": _pct(row["failed"], tallest)})
-        charts.append({"kind": kind, "bars": bars})
-    return charts
+def chart(window: Window, kind: str) -> dict:
+    """Completed and failed operations of `kind` per period of the window, heights in percent
+    of the tallest."""
+    per_period = {ident[1]: rollups.summarize(figures) for ident, figures in rollups.read(
+        window.grain, window.since, window.until, kind=kind, by_period=True).items()}
+    step = timedelta(hours=1) if window.grain == Grain.HOUR else timedelta(days=1)
+    end = window.until or timezone.now()
+    periods, at = [], window.since
+    while at < end and len(periods) < 400:
+        periods.append(at)
+        at += step
+    tallest = max((f["completed"] + f["failed"] for f in per_period.values()), default=0)
+    bars = []
+    for at in periods:
+        figures = per_period.get(at, {"completed": 0, "failed": 0})
+        bars.append({"at": at, "completed": figures["completed"], "failed": figures["failed"],
+                     "completed_pct": _pct(figures["completed"], tallest),
+                     "failed_pct": _pct(figures["failed"], tallest)})
+    return {"kind": kind, "title": kinds.find(kind).title, "bars": bars,
+            "hourly": window.grain == Grain.HOUR}
 
 
 def _pct(part, whole) -> int:
