@@ -1,7 +1,16 @@
 """Hands operations to django-q2. Enqueue happens after commit; a failed enqueue is logged, not
-raised: the row stays `pending` and the dispatcher's sweep delivers it later."""
-import logging
+raised: the row stays `pending` and the dispatcher's sweep delivers it later.
 
+A message wakes a worker, which runs the operation it names and then drains the queue (see
+`runner.run`). So while as many messages wait in the broker as there are workers, another one
+would only be taken after the queue has been drained past its operation, and find it done: no
+message is sent then (a round trip saved on each side). Nothing is stranded: a waiting message
+was sent before this operation committed, so the worker that takes it drains after the
+commit; a worker whose time slice ends with work left sends one message on (`hand_off`); and
+the dispatcher's sweep re-delivers anything pending for REBOUND_REDELIVER_AFTER.
+"""
+import logging
+from django.conf import settings
 from django.db import transaction
 from django_q.brokers import get_broker
 from django_q.tasks import async_task
@@ -20,17 +29,35 @@ def _shared_broker():
     return _broker
 
 
-def enqueue_now(operation_id) -> bool:
-    """Hand one operation to django-q2. The engine keeps the history, so django-q2's own
-    result row is not saved."""
+def workers_woken(broker) -> bool:
+    """Would a message now only be taken after a drain had run this operation anyway?"""
+    if settings.REBOUND["DRAIN_SECONDS"] <= 0:
+        return False  # workers do not drain: one message, one operation
+    # Messages no worker has taken yet (the ORM broker keeps taken ones, locked, until acked).
+    return broker.queue_size() >= settings.Q_CLUSTER["workers"]
+
+
+def enqueue_now(operation_id, *, coalesce: bool = True) -> bool:
+    """Hand one operation to django-q2 (`operation_id` None: wake a worker to drain the
+    queue), unless enough messages already wait to wake every worker (`coalesce`). The
+    engine keeps the history, so django-q2's own result row is not saved."""
     try:
-        async_task("operations.tasks.run_operation", str(operation_id),
-                   q_options={"task_name": f"op-{operation_id}", "ack_failure": True,
-                              "save": False, "broker": _shared_broker()})
+        broker = _shared_broker()
+        if coalesce and workers_woken(broker):
+            return True
+        async_task("operations.tasks.run_operation",
+                   "" if operation_id is None else str(operation_id),
+                   q_options={"task_name": f"op-{operation_id or 'drain'}",
+                              "ack_failure": True, "save": False, "broker": broker})
     except Exception:  # noqa: BLE001 - a broker outage must not fail the request
         log.exception("could not enqueue operation=%s; the sweep will deliver it", operation_id)
         return False
     return True
+
+
+def hand_off() -> bool:
+    """A worker's time slice ended with work still pending: wake the next one."""
+    return enqueue_now(None)
 
 
 def enqueue_on_commit(operation_id) -> None:

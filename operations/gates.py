@@ -244,7 +244,7 @@ def _enqueue(operation_id) -> None:
     """Deliver once the tick's transaction has committed (a worker must find it pending)."""
     from operations import delivery
 
-    transaction.on_commit(lambda: delivery.enqueue_now(operation_id))
+    transaction.on_commit(lambda: delivery.enqueue_now(operation_id, coalesce=False))
 
 
 def _send_probe(gate: Gate) -> int:
@@ -345,8 +345,8 @@ def board() -> list[dict]:
     ratio of its calls in the last 30 s, what waits for it, its probes and latest events."""
     from operations.dependencies import label
 
-    waiting = dict(Operation.objects.filter(status=Status.WAITING).values("dependency")
-                   .annotate(n=Count("id")).values_list("dependency", "n"))
+    waiting = dict(Operation.objects.filter(status=Status.WAITING).exclude(dependency="")
+                   .values("dependency").annotate(n=Count("id")).values_list("dependency", "n"))
     gates = {gate.key: gate for gate in Gate.objects.all()}
     rows = []
     for key in sorted(set(gates) | set(waiting)):

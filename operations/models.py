@@ -74,8 +74,9 @@ QUEUE_ORDER = [F("started_at").asc(nulls_last=True), "enqueued_at", "created_at"
 class Operation(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     kind = models.CharField(max_length=64, db_index=True)
+    # Indexed with created_at below (an owner's newest first), not on its own.
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
-                              related_name="operations")
+                              related_name="operations", db_index=False)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
 
     input = models.JSONField(default=dict, blank=True)
@@ -155,6 +156,9 @@ class Operation(models.Model):
             # Staff lists: newest first, overall and per status (and retention: oldest first).
             models.Index(fields=["-created_at"], name="operation_newest"),
             models.Index(fields=["status", "-created_at"], name="operation_status_newest"),
+            # An owner's failures (what they retry), newest first.
+            models.Index(fields=["owner", "-created_at"], name="operation_owner_failed",
+                         condition=models.Q(status="failed")),
         ]
 
     def __str__(self):

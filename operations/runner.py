@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import OperationalError, close_old_connections, connection
 
-from operations import fastpath, followups, gates, kinds
+from operations import delivery, fastpath, followups, gates, kinds
 from operations.errors import LeaseLost, TimeLimitExceeded, WorkerStopping, classify
 from operations.lease import holder_id, this_host
 from operations.models import Host, Operation, Outcome, Status, lease_seconds
@@ -157,18 +157,21 @@ def _restore_sigterm(previous) -> None:
 
 
 def run(operation_id) -> str:
-    """Run one delivery of an operation, then drain: claim and run whatever else is pending,
-    for up to REBOUND_DRAIN_SECONDS, so a busy queue is not paced by one broker round trip per
-    operation (the deliveries of what was drained are then no-ops). Returns what happened to
-    the delivered operation, for logs and tests. (django-q2's worker has already closed stale
-    database connections before calling it.)"""
+    """Run one delivery of an operation (None: a wake-up), then drain: claim and run whatever
+    else is pending, for up to REBOUND_DRAIN_SECONDS, so a busy queue is not paced by one
+    broker round trip per operation. A delivery whose operation is gone already (drained by
+    another worker, cancelled, a duplicate) drains too: it may be the message that was meant
+    to wake a worker for the rest (see `delivery`). Returns what happened to the delivered
+    operation, for logs and tests. (django-q2's worker has already closed stale database
+    connections before calling it.)"""
     holder = holder_id()
     host_alive()
-    operation = fastpath.claim_next(holder, pk=operation_id)
-    if operation is None:
-        # A duplicate delivery, a cancelled operation or one already drained: nothing to do.
-        return "skipped"
     deadline = time.monotonic() + settings.REBOUND["DRAIN_SECONDS"]
+    operation = fastpath.claim_next(holder, pk=operation_id) if operation_id else None
+    if operation is None:
+        # A duplicate delivery, a cancelled operation, one already drained, or a wake-up.
+        drain(holder, deadline)
+        return "skipped"
     outcome, following = execute(operation, drain_for=_draining(holder, deadline))
     drain(holder, deadline, following)
     return outcome
@@ -186,6 +189,8 @@ def drain(holder: str, deadline: float, following: Operation | None = None) -> i
     while True:
         if following is None:
             if _draining(holder, deadline) is None:
+                if settings.REBOUND["DRAIN_SECONDS"] > 0 and not stopping.is_set():
+                    delivery.hand_off()  # the slice ended, maybe not the queue: wake the next
                 return ran
             host_alive()
             following = fastpath.claim_next(holder)

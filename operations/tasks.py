@@ -3,5 +3,5 @@ from operations import runner
 
 
 def run_operation(operation_id: str) -> str:
-    """Run one delivery of operation `operation_id`."""
-    return runner.run(operation_id)
+    """Run one delivery of operation `operation_id` ("": a wake-up, drain the queue)."""
+    return runner.run(operation_id or None)

@@ -1,6 +1,7 @@
 """Workers drain the queue: after the operation it was handed, a worker claims and runs
 whatever else is pending for a short time slice; the broker's deliveries of what it drained
-are then no-ops. Under concurrency no operation is claimed twice."""
+are then no-ops, and no message is sent while enough wait to wake every worker. Under
+concurrency no operation is claimed twice."""
 import pytest
 
 from operations import runner
@@ -74,3 +75,54 @@ def test_workers_draining_the_same_queue_never_claim_an_operation_twice(user, dr
     assert Operation.objects.filter(status=Status.COMPLETED).count() == 300
     assert Attempt.objects.count() == 300
     assert set(Attempt.objects.values_list("number", flat=True)) == {1}  # none claimed twice
+
+
+# --- coalesced deliveries ----------------------------------------------------------------------
+
+def broker_messages() -> list:
+    """The operation ids of the messages waiting in the (ORM) broker, "" for a wake-up."""
+    from django_q.models import OrmQ
+
+    return [message.task["args"][0] for message in OrmQ.objects.order_by("id")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_message_is_sent_while_one_waits_for_every_worker(user, draining, settings):
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 2}
+    operations = [submit("diagnostics.noop", user, {}) for _ in range(10)]
+    # Two messages wake both workers; each drains the queue, so eight more would be no-ops.
+    assert broker_messages() == [str(operations[0].pk), str(operations[1].pk)]
+    assert runner.run(operations[0].pk) == "completed"
+    assert set(Operation.objects.values_list("status", flat=True)) == {Status.COMPLETED}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_draining_every_operation_gets_its_message(user, settings):
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 2}
+    operations = [submit("diagnostics.noop", user, {}) for _ in range(4)]
+    assert broker_messages() == [str(op.pk) for op in operations]
+
+
+@pytest.mark.django_db
+def test_a_delivery_whose_operation_is_gone_drains_the_rest(user, draining):
+    done, *rest = [submit("diagnostics.noop", user, {}) for _ in range(4)]
+    Operation.objects.filter(pk=done.pk).update(status=Status.CANCELLED)
+    assert runner.run(done.pk) == "skipped"
+    assert {Operation.objects.get(pk=op.pk).status for op in rest} == {Status.COMPLETED}
+    assert runner.run(None) == "skipped"  # a wake-up with nothing left: nothing to do
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_whose_slice_ends_with_work_left_wakes_the_next(user, settings):
+    from django_q.models import OrmQ
+
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 2}
+    settings.REBOUND = {**settings.REBOUND, "DRAIN_SECONDS": 1e-9}  # a slice of one operation
+    first, second = submit("diagnostics.noop", user, {}), submit("diagnostics.noop", user, {})
+    OrmQ.objects.all().delete()  # as if both messages had been taken
+    assert runner.run(first.pk) == "completed"
+    assert Operation.objects.get(pk=second.pk).status == Status.PENDING
+    assert broker_messages() == [""]  # the hand-off: one wake-up for what is left
+    settings.REBOUND = {**settings.REBOUND, "DRAIN_SECONDS": 5.0}
+    assert runner.run(None) == "skipped" and Operation.objects.get(
+        pk=second.pk).status == Status.COMPLETED

@@ -1,6 +1,8 @@
 """The workloads in a real browser: a failed interview answer retried, Retry (1/3) in a job
-grid, Retry phase with a reason in a batch — each with JavaScript and without."""
+grid, Retry phase with a reason in a batch, the gates and metrics pages — each with JavaScript
+and without."""
 import pytest
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from batches.pipeline import request_pipeline
@@ -10,7 +12,8 @@ from executions.services import create_job
 from interviews.services import start_session
 from operations.models import Operation, Status
 from tests.batches_helpers import essay
-from tests.browser.helpers import assert_not_reloaded, marker, settled
+from tests.browser.helpers import assert_fits_a_phone, assert_not_reloaded, marker, settled
+from tests.factories import OperationFactory
 from tests.processes import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -240,3 +243,43 @@ def test_waiting_work_reads_as_waiting_on_the_interview_batch_and_operation_page
         note = page.get_by_text("Waiting: the AI service in eu-west is not answering").first
         expect(note).to_be_visible()
         expect(page.get_by_role("button", name="Retry")).to_have_count(0)
+
+
+@pytest.fixture
+def finished_work(alice):
+    """Two kinds with finished work, counted into the rollups (as the dispatcher does)."""
+    from operations import rollups
+
+    alice.is_staff = True
+    alice.save()
+    for _ in range(3):
+        OperationFactory(owner=alice, failed=True, input={"region": "eu-west"})
+    OperationFactory(owner=alice, kind="diagnostics.sleep", status="completed", attempt_count=1,
+                     finished_at=timezone.now())
+    rollups.fold_all()
+
+
+def test_the_metrics_chart_switches_kinds_in_place(page, finished_work):
+    page.goto("/operations/metrics/")
+    rows = page.get_by_role("region", name="Retry figures per kind").locator("tbody tr")
+    expect(rows.first).to_contain_text("diagnostics.flaky")  # the worst kind first (0 %)
+    expect(page.locator("#metrics-chart h2")).to_contain_text("per hour")
+    marker(page)
+    page.get_by_label("Kind", exact=True).select_option("diagnostics.sleep")
+    expect(page.locator("#metrics-chart h2")).to_contain_text("Sleep")
+    assert_not_reloaded(page)
+
+
+def test_the_metrics_window_works_without_javascript_at_phone_width(no_js_page, finished_work):
+    no_js_page.set_viewport_size({"width": 390, "height": 844})
+    no_js_page.goto("/operations/metrics/")
+    no_js_page.get_by_label("Window").select_option("7d")
+    no_js_page.get_by_label("Split by").select_option("region")
+    no_js_page.get_by_role("button", name="Show", exact=True).click()
+    expect(no_js_page.get_by_role("heading", name="Finished in the last 7 days")).to_be_visible()
+    expect(no_js_page.get_by_role("row", name="eu-west")).to_contain_text("0 %")
+    no_js_page.get_by_label("Kind", exact=True).select_option("diagnostics.sleep")
+    no_js_page.get_by_role("button", name="Show chart").click()
+    expect(no_js_page.locator("#metrics-chart h2")).to_contain_text("per day")
+    expect(no_js_page.locator("#metrics-chart h2")).to_contain_text("Sleep")
+    assert_fits_a_phone(no_js_page)
