@@ -23,7 +23,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import (Case, Count, DurationField, ExpressionWrapper, F, FloatField,
                               Sum, Value, When)
 from django.db.models.functions import TruncHour
@@ -35,7 +35,8 @@ KEY = "region"  # the input key figures are split by
 EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
 TTS_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400, math.inf)
 BATCH = 2000
-PRUNED_THROUGH = "history-pruned-through"  # SendWindow key: rows finished before were pruned
+PRUNED_THROUGH = "history-pruned-through"
+LOCK_NOT_AVAILABLE = "55P03"  # SendWindow key: rows finished before were pruned
 
 
 def bucket_name(le: float) -> str:
@@ -140,8 +141,21 @@ def _grouped_attempts(queryset):
 
 
 def fold(limit: int = BATCH) -> int:
-    """Count a batch of finished rows not counted yet; return how many."""
+    """Count a batch of finished rows not counted yet; return how many (0 also while a
+    rebuild holds the rollups: the dispatcher goes on with its other duties meanwhile)."""
+    try:
+        return _fold(limit)
+    except OperationalError as error:
+        if getattr(error.__cause__, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+            return 0
+        raise
+
+
+def _fold(limit: int) -> int:
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(f"LOCK TABLE {Rollup._meta.db_table} IN ROW EXCLUSIVE MODE NOWAIT")
         operations = list(_operation_rows(_locked(Operation.objects.filter(
             finished_at__isnull=False, rolled_up=False)))[:limit])
         attempts = list(_attempt_rows(_locked(Attempt.objects.filter(
@@ -194,7 +208,8 @@ def pruned_through() -> datetime | None:
 def rebuild() -> dict:
     """Count the rows again: every period whose rows are all still here (those after the last
     prune) is replaced by what its counted rows give; periods before keep the figures of the
-    rows pruned from them. Safe on a live system: folds wait for it, workers never do."""
+    rows pruned from them. Safe on a live system: counting pauses while it runs (folds skip,
+the dispatcher goes on), and workers never touch the rollups."""
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:

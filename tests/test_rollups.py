@@ -223,3 +223,25 @@ def test_concurrent_workers_and_two_folds_count_each_row_once():
     rollups.fold_all()
     assert Operation.objects.filter(finished_at__isnull=False).count() == 600
     assert_exact()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_counting_pauses_and_never_waits_while_a_rebuild_holds_the_rollups():
+    from django.db import connections
+
+    user = UserFactory()
+    op = submit("diagnostics.flaky", user, {})
+    op.claim("h:1")
+    op.complete(op.lease_token, op.attempt_count, {"ok": True})
+    holder = connections.create_connection("default")  # a rebuild in another session
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute("LOCK TABLE operations_rollup IN SHARE ROW EXCLUSIVE MODE")
+            assert rollups.fold() == 0  # at once, not after the rebuild
+            cursor.execute("ROLLBACK")
+    finally:
+        holder.close()
+    assert rollups.fold() == 2  # the operation and its attempt, once the lock is gone
+    assert_exact()
