@@ -12,7 +12,11 @@ the dispatcher's sweep re-delivers anything pending for REBOUND_REDELIVER_AFTER.
 import logging
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 from django_q.brokers import get_broker
+from django_q.brokers.orm import ORM
+from django_q.conf import Conf
+from django_q.models import OrmQ
 from django_q.tasks import async_task
 
 log = logging.getLogger("rebound.delivery")
@@ -33,8 +37,18 @@ def workers_woken(broker) -> bool:
     """Would a message now only be taken after a drain had run this operation anyway?"""
     if settings.REBOUND["DRAIN_SECONDS"] <= 0:
         return False  # workers do not drain: one message, one operation
-    # Messages no worker has taken yet (the ORM broker keeps taken ones, locked, until acked).
-    return broker.queue_size() >= settings.Q_CLUSTER["workers"]
+    return untaken(broker) >= settings.Q_CLUSTER["workers"]
+
+
+def untaken(broker) -> int:
+    """Messages no worker has taken yet (the ORM broker keeps taken ones, locked, until they
+    are acknowledged)."""
+    if isinstance(broker, ORM):
+        # django-q2's queue_size() without its close_old_connections(), which costs this
+        # process a health-check query on its next statement: one count, one round trip.
+        return OrmQ.objects.using(Conf.ORM).filter(key=broker.list_key,
+                                                   lock__lte=timezone.now()).count()
+    return broker.queue_size()
 
 
 def enqueue_now(operation_id, *, coalesce: bool = True) -> bool:

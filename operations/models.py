@@ -73,7 +73,7 @@ QUEUE_ORDER = [F("started_at").asc(nulls_last=True), "enqueued_at", "created_at"
 
 class Operation(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    kind = models.CharField(max_length=64, db_index=True)
+    kind = models.CharField(max_length=64)  # indexed with created_at below
     # Indexed with created_at below (an owner's newest first), not on its own.
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
                               related_name="operations", db_index=False)
