@@ -104,10 +104,11 @@ def prune(before: datetime | None = None, batch: int = BATCH) -> Counter:
     deleted: Counter = Counter()
     for pruner in _pruners:
         deleted.update(pruner(before, batch))
+    after = None
     while True:
-        chain = _prune_chains(before, batch)
+        chain, after = _prune_chains(before, batch, after)
         deleted.update(chain)
-        if not chain["operations"]:
+        if after is None:
             break
     deleted["gate events"] += _prune_gate_events(before, batch)
     _mark(before)
@@ -145,11 +146,18 @@ def workload_relations():
             and field.related_model._meta.app_label != Operation._meta.app_label]
 
 
-def _prune_chains(before: datetime, batch: int) -> Counter:
+def _prune_chains(before: datetime, batch: int, after: datetime | None):
+    """One batch, oldest first from `after` (where the last batch ended: the next one does not
+    walk again past the index entries of what was just deleted). Returns what was deleted and
+    where to go on from (None: done)."""
+    roots = prunable(before)
+    if after is not None:
+        roots = roots.filter(created_at__gte=after)
     with transaction.atomic():
-        roots = list(prunable(before).order_by("created_at").values_list("pk", flat=True)
-                     [:batch])
-        return delete_chains(roots) if roots else Counter(operations=0)
+        batch_of = list(roots.order_by("created_at").values_list("pk", "created_at")[:batch])
+        if not batch_of:
+            return Counter(), None
+        return delete_chains(pk for pk, _ in batch_of), batch_of[-1][1]
 
 
 def _prune_gate_events(before: datetime, batch: int) -> int:

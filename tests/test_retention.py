@@ -124,7 +124,7 @@ def test_each_workload_keeps_what_its_pages_need_and_the_rest_goes(history):
     assert not Notification.objects.exclude(operation__in=Operation.objects.all()).exists()
     # The figures read the same.
     assert figures() == before
-    assert retention.prune() == {"operations": 0, "gate events": 0}  # nothing more to do
+    assert not any(retention.prune().values())  # nothing more to do
 
 
 def test_no_page_or_api_answer_errors_after_a_prune(history, web, api, user):
