@@ -2,7 +2,7 @@
 thousand operations as at ten million, and so that they outlive the rows pruned from history.
 
 The hot path writes nothing here. A finished Operation or Attempt row is `rolled_up=False`
-until `fold()` (the dispatcher, every second) counts a batch of them: in one transaction it
+until `fold()` (the dispatcher, every half second) counts a batch of them: in one transaction it
 locks the batch (skipping rows another fold holds), adds their figures to the hour, day and
 total rollups, and marks them counted. A row is thus counted exactly once, whatever crashed
 or ran twice: duplicate deliveries and zombie writes never reach the rows (their writes are
