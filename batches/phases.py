@@ -8,6 +8,7 @@ from batches.models import Batch, Essay, PhaseOutput
 from inference import client as inference
 from operations.errors import PermanentError, TransientError, register_message
 from operations.kinds import Completion, register
+from operations.models import Status
 from operations.retry_policy import AI_CALLS, RetryPolicy
 
 MIN_WORDS = 50
@@ -71,7 +72,11 @@ def _written(context, batch_id, essay_id, output: dict) -> Completion:
 
 
 def _advance(operation) -> None:
-    pipeline.advance(operation.input["batch_id"])
+    batch_id = operation.input["batch_id"]
+    if operation.status == Status.FAILED:
+        pipeline.announce_failure(batch_id, operation)
+    pipeline.advance(batch_id)
+    pipeline.announce_if_finished(batch_id)
 
 
 def phase(name: str, policy: RetryPolicy, label: str):

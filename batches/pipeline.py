@@ -8,6 +8,7 @@ from django.db import transaction
 
 from batches.models import Batch, Essay, PhaseOutput
 from inference import client as inference
+from operations import events
 from operations.chains import NOT_STARTED, Chain, NotStarted, latest_of
 from operations.models import Attempt, Operation, Outcome, Status
 from operations.refusals import declare
@@ -272,3 +273,46 @@ def _chosen(state: BatchState, essay_ids) -> list[Essay]:
         raise RetryRefused(UNKNOWN_ESSAY, 400, "Choose at least one essay.",
                            {"essay_ids": list(by_id)})
     return chosen
+
+
+def _batch_data(batch: Batch) -> dict:
+    return {"id": batch.pk, "title": batch.title}
+
+
+def announce_failure(batch_id, operation: Operation) -> None:
+    """batch.phase_failed: one phase of one essay (or the batch-only phase) failed for good
+    (in the follow-up of that failure: once per failed operation)."""
+    batch = Batch.objects.filter(pk=batch_id).first()
+    if batch is None:
+        return
+    events.emit("batch.phase_failed", batch.owner_id,
+                {"batch": _batch_data(batch), "phase": operation.input.get("phase"),
+                 "essay_id": operation.input.get("essay_id"),
+                 "operation": events.operation_data(operation)},
+                key=f"batch.phase_failed:{operation.pk}")
+
+
+def announce_if_finished(batch_id) -> bool:
+    """batch.finished, when nothing of the phases the batch asked for runs or waits to start.
+    A batch finishes again after a manual retry: the key counts its operations, so each time
+    it finishes is one event, however many follow-ups conclude it at once."""
+    batch = Batch.objects.filter(pk=batch_id).first()
+    if batch is None or batch.requested_phase not in PHASES:
+        return False
+    state = read(batch)
+    last = PHASES.index(batch.requested_phase)
+    wanted = [item for item in state.items.values() if PHASES.index(item.phase) <= last]
+    # A step not started is still to come, except the batch-only phase when every essay
+    # was left out (it has nothing to judge).
+    to_come = [item for item in wanted if item.status == "not_started" and not (
+        item.phase == BATCH_ONLY and not state.included())]
+    if to_come or any(item.busy for item in wanted):
+        return False
+    counts = {}
+    for item in wanted:
+        counts[item.status] = counts.get(item.status, 0) + 1
+    runs = sum(item.operation.retry_number + 1 for item in wanted if item.operation)
+    events.emit("batch.finished", batch.owner_id,
+                {"batch": _batch_data(batch), "phase": batch.requested_phase, "counts": counts},
+                key=f"batch.finished:{batch.pk}:{runs}")
+    return True

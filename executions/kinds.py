@@ -22,7 +22,9 @@ def _exists(input: dict) -> bool:
 
 
 def _settled(operation) -> None:
-    services.start_waiting_cells(operation.input.get("job_id"))
+    job_id = operation.input.get("job_id")
+    services.start_waiting_cells(job_id)
+    services.announce_if_finished(job_id)
 
 
 @register("executions.answer", policy=AI_CALLS, label="Question in a region",

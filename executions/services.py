@@ -3,8 +3,10 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
+from executions import grid
 from executions.grid import Cell, cells_for, cells_of
 from executions.models import Execution, Job, Question
+from operations import events
 from operations.models import Operation, Status
 from operations.services import RetryRefused, already_retried, retry_failed, retry_operation, submit
 
@@ -89,3 +91,23 @@ def retry_failed_cells(job: Job, *, by, channel: str, reason: str = "", dry_run=
     """The engine's bulk retry over the job's failed cells (staggered), with the report."""
     return retry_failed(failed_operations(cells_of(job)), by=by, channel=channel,
                         reason=reason, dry_run=dry_run, staff=staff)
+
+
+def announce_if_finished(job_id) -> bool:
+    """job.finished, when every cell has settled (in the follow-up that settled the last one;
+    called after start_waiting_cells, which holds the job's row lock, so two cells settling at
+    once see each other). A job finishes again after a manual retry: the event's key counts
+    the job's operations, so each time it finishes is one event, however many ask."""
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None:
+        return False
+    cells = grid.cells_of(job)
+    progress = grid.progress_of(cells)
+    if progress.busy or not cells:
+        return False
+    runs = sum(cell.chain.latest.retry_number + 1 for cell in cells if cell.operation)
+    counts = {status: n for status, n in progress.counts.items() if n}
+    events.emit("job.finished", job.owner_id,
+                {"job": {"id": job.pk, "title": job.title, "counts": counts}},
+                key=f"job.finished:{job.pk}:{runs}")
+    return True

@@ -18,8 +18,10 @@ from imports.memory import aggregate_facts, facts_from, render_memory, tally
 from imports.models import MemoryFact, Profile
 from imports.storage import AWAY as storage_away
 from imports.storage import open_stored, storage_dependency, through_storage
+from operations import events
 from operations.errors import LeaseLost, PermanentError, TransientError
 from operations.kinds import register
+from operations.models import Status
 from operations.retry_policy import RetryPolicy
 from operations.services import submit
 
@@ -170,8 +172,20 @@ def _summary(count, messages, first, last, titles) -> str:
 
 # --- the full pass ---------------------------------------------------------------------------
 
+def _announce(operation) -> None:
+    """import.full_pass.completed / .failed, in the follow-up of the pass's final state."""
+    type = ("import.full_pass.completed" if operation.status == Status.COMPLETED
+            else "import.full_pass.failed")
+    events.emit(type, operation.owner_id,
+                {"import": {"profile_id": operation.input.get("profile_id"),
+                            "sha256": operation.input.get("sha256", "")},
+                 "operation": events.operation_data(operation)},
+                key=f"{type}:{operation.pk}")
+
+
 @register("imports.full_pass", policy=FULL_PASS_POLICY, label="Deep memory (full pass)",
-          input_available=stored_export_intact, dependency=storage_dependency)
+          input_available=stored_export_intact, dependency=storage_dependency,
+          on_success=_announce, on_failure=_announce)
 @through_storage
 def full_pass(context):
     """Stream every conversation, extract durable facts, write the MEMORY section. Resumes

@@ -13,7 +13,7 @@ import logging
 from django.db import transaction
 from django.db.models.functions import Now
 
-from operations import kinds, notifications
+from operations import events, kinds, notifications
 from operations.models import Operation, Status, db_now_plus
 
 log = logging.getLogger("rebound.followups")
@@ -34,7 +34,9 @@ def run(operation_id) -> bool:
                 return False  # another process ran them, or there are none
             operation = Operation.objects.select_related("owner").get(pk=operation_id)
             _continue(operation)
-            notifications.record(operation)
+            if not operation.kind_spec.quiet:
+                notifications.record(operation)
+                _announce(operation)
     except Exception:  # noqa: BLE001 - a continuation's bug must not lose the follow-up
         log.exception("follow-ups of operation=%s failed; the sweep tries again", operation_id)
         Operation.objects.filter(pk=operation_id, followup_due=True).update(updated_at=Now())
@@ -48,6 +50,13 @@ def _continue(operation: Operation) -> None:
         operation.status)
     if callback is not None:
         callback(operation)
+
+
+def _announce(operation: Operation) -> None:
+    if operation.status == Status.FAILED:
+        events.about_operation("operation.failed", operation)
+    elif operation.status == Status.COMPLETED and operation.retry_number:
+        events.about_operation("operation.recovered", operation)
 
 
 def run_due() -> int:

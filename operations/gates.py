@@ -25,6 +25,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q
 from django.db.models.functions import Now
 
+from operations import kinds
 from operations.models import (Attempt, Gate, GateEvent, GateState, Operation, Status,
                                db_now_plus)
 
@@ -325,16 +326,21 @@ def _give_up_waiting() -> int:
     from operations import followups
     from operations.errors import Classified, user_message
 
-    limit = conf("WAIT_LIMIT_SECONDS")
+    # REBOUND_WAIT_LIMIT, but for kinds that set their own (webhook deliveries wait days).
+    own = {name: kinds.get(name).wait_limit for name in kinds.names()
+           if kinds.get(name).wait_limit}
+    limits = [(~Q(kind__in=own), conf("WAIT_LIMIT_SECONDS"))]
+    limits += [(Q(kind=name), seconds) for name, seconds in own.items()]
     expired = 0
-    for operation in (Operation.objects.filter(status=Status.WAITING,
-                                               waiting_since__lt=db_now_plus(-limit))
-                      .only("pk", "dependency")[:BATCH]):
-        error = Classified(False, "dependency_down", user_message("dependency_down"),
-                           f"{operation.dependency} stayed down for over {limit:.0f} s")
-        if operation.give_up_waiting(error):
-            followups.run(operation.pk)
-            expired += 1
+    for match, limit in limits:
+        for operation in (Operation.objects.filter(match, status=Status.WAITING,
+                                                   waiting_since__lt=db_now_plus(-limit))
+                          .only("pk", "dependency")[:BATCH]):
+            error = Classified(False, "dependency_down", user_message("dependency_down"),
+                               f"{operation.dependency} stayed down for over {limit:.0f} s")
+            if operation.give_up_waiting(error):
+                followups.run(operation.pk)
+                expired += 1
     return expired
 
 

@@ -30,6 +30,12 @@ class Kind:
     # The outside service an operation of this kind needs, from its input ("inference:us-east");
     # a call site may name it instead. Its gate decides whether the operation runs or waits.
     dependency: Callable[[dict], str] | None = None
+    # Quiet kinds tell nobody of their own ends: no owner notification, no events (a webhook
+    # delivery that fails is shown on its endpoint's page, not announced by another webhook).
+    quiet: bool = False
+    # How long an operation of this kind may wait for its dependency before it fails
+    # (None: REBOUND_WAIT_LIMIT).
+    wait_limit: float | None = None
 
     @property
     def title(self) -> str:
@@ -42,7 +48,8 @@ _registry: dict[str, Kind] = {}
 def register(name: str, *, policy: RetryPolicy | None = None, label: str = "",
              input_available: Callable[[dict], bool] | None = None,
              on_success: Callable | None = None, on_failure: Callable | None = None,
-             dependency: Callable[[dict], str] | None = None):
+             dependency: Callable[[dict], str] | None = None, quiet: bool = False,
+             wait_limit: float | None = None):
     """Decorator: `@register("imports.full_pass", policy=RetryPolicy(max_attempts=5))`.
 
     `on_success(operation)` / `on_failure(operation)` run once after the operation completed
@@ -52,7 +59,8 @@ def register(name: str, *, policy: RetryPolicy | None = None, label: str = "",
     def decorate(handler):
         kind = Kind(name=name, handler=handler, policy=policy or RetryPolicy(), label=label,
                     input_available=input_available or (lambda input: True),
-                    on_success=on_success, on_failure=on_failure, dependency=dependency)
+                    on_success=on_success, on_failure=on_failure, dependency=dependency,
+                    quiet=quiet, wait_limit=wait_limit)
         _registry[name] = kind
         return handler
 

@@ -12,7 +12,7 @@ from django.db.models import F
 from django.db.models.functions import Coalesce, Now
 from django.urls import reverse
 
-from operations import kinds
+from operations import events, kinds
 
 
 class Status(models.TextChoices):
@@ -356,7 +356,10 @@ class Operation(models.Model):
     def hand_back(self, token, attempt_number: int, error) -> bool:
         """processing -> waiting: the attempt failed because its dependency is down (its gate
         is open). The attempt is recorded as it happened; the budget is not spent on it."""
+        self.error_code, self.error_message = error.code, error.message[:500]
         return self._finish(token, attempt_number, Outcome.TRANSIENT, error=error,
+                            also=lambda: events.about_operation(
+                                "operation.waiting", self, status=Status.WAITING, once=False),
                             status=Status.WAITING, waiting_since=Now(), next_attempt_at=None,
                             next_trigger=Trigger.AUTO,
                             attempts_waived=F("attempts_waived") + 1, **_error_fields(error))
@@ -365,15 +368,36 @@ class Operation(models.Model):
     def park(cls, dependency: str, *, keep=()) -> int:
         """pending | retry_scheduled -> waiting, for operations that need `dependency` (whose
         gate is not closed), except those in `keep` (the gate's probe). Costs no attempt."""
-        return cls.objects.filter(
+        candidates = cls.objects.filter(
             status__in=(Status.PENDING, Status.RETRY_SCHEDULED), dependency=dependency,
-        ).exclude(pk__in=list(keep)).update(status=Status.WAITING, waiting_since=Now(),
-                                            next_attempt_at=None, updated_at=Now())
+        ).exclude(pk__in=list(keep))
+        with transaction.atomic():
+            # Locked, so the rows this UPDATE moves are exactly the ones announced; one a
+            # worker holds (claiming it) is left for the next tick.
+            parked = list(candidates.select_for_update(skip_locked=True).only(
+                "pk", "kind", "owner_id", "status", "attempt_count", "retry_number",
+                "dependency", "error_code", "error_message", "root_id"))
+            if not parked:
+                return 0
+            cls.objects.filter(pk__in=[op.pk for op in parked]).update(
+                status=Status.WAITING, waiting_since=Now(), next_attempt_at=None,
+                updated_at=Now())
+            for operation in parked:
+                events.about_operation("operation.waiting", operation, status=Status.WAITING,
+                                       once=False)
+        return len(parked)
 
     def unpark(self) -> bool:
         """waiting -> pending (the gate let it through); the winner enqueues it."""
-        return self._this().filter(status=Status.WAITING).update(
-            status=Status.PENDING, waiting_since=None, enqueued_at=Now(), updated_at=Now()) == 1
+        with transaction.atomic():
+            if not self._this().filter(status=Status.WAITING).update(
+                    status=Status.PENDING, waiting_since=None, enqueued_at=Now(),
+                    updated_at=Now()):
+                return False
+            if events.listening():
+                operation = Operation.objects.get(pk=self.pk)
+                events.about_operation("operation.resumed", operation, once=False)
+        return True
 
     def give_up_waiting(self, error) -> bool:
         """waiting -> failed: its dependency stayed down past REBOUND_WAIT_LIMIT."""
