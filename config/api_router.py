@@ -7,6 +7,7 @@ from batches.api import BatchViewSet
 from executions.api import ExecutionViewSet, JobViewSet
 from imports import api as imports_api
 from operations.api.views import OperationViewSet
+from webhooks.api import EndpointViewSet
 
 # "/?": `POST /api/v1/operations/{id}/retry` works with or without the trailing slash.
 router = DefaultRouter()
@@ -15,6 +16,7 @@ router.register("operations", OperationViewSet, basename="operation")
 router.register("jobs", JobViewSet, basename="job")
 router.register("executions", ExecutionViewSet, basename="execution")
 router.register("batches", BatchViewSet, basename="batch")
+router.register("webhooks", EndpointViewSet, basename="webhook")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

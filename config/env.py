@@ -54,3 +54,14 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_map(name: str) -> dict[str, str] | None:
+    """"key=value,key=value" as a dict; None when unset (an empty value is an empty dict)."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return None
+    pairs = [item.strip() for item in raw.split(",") if item.strip()]
+    if any("=" not in pair for pair in pairs):
+        raise ImproperlyConfigured(f"{name} must be name=value pairs, comma-separated.")
+    return dict(pair.split("=", 1) for pair in pairs)

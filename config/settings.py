@@ -6,7 +6,7 @@ from pathlib import Path
 import dj_database_url
 from csp.constants import NONE, SELF
 
-from config.env import env_bool, env_float, env_int, env_list, env_str
+from config.env import env_bool, env_float, env_int, env_list, env_map, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("REBOUND_VAR_DIR", str(BASE_DIR / "var")))
@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "interviews",
     "executions",
     "batches",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -326,6 +327,22 @@ INFERENCE = {
     # The regions the inference router serves (X-Region); jobs and sessions choose from these.
     "REGIONS": env_list("REBOUND_INFERENCE_REGIONS",
                         ["us-east", "eu-west", "asia-pacific", "demo-flaky", "demo-outage"]),
+}
+
+# Webhooks: where deliveries may go, and how long a failing endpoint is retried.
+WEBHOOKS = {
+    # The only private networks (CIDR) a webhook URL may reach, e.g. "127.0.0.1/32" for a
+    # receiver on this machine; plain http:// is accepted only to these. Empty: public only.
+    "ALLOWED_NETWORKS": env_list("REBOUND_WEBHOOK_ALLOWED_NETWORKS", []),
+    # Names resolved from this list ("name=address,…") instead of DNS; when it is set (even
+    # empty), no other name resolves. For closed networks, and tests that must ask no DNS.
+    "HOSTS": env_map("REBOUND_WEBHOOK_HOSTS"),
+    "TIMEOUT": env_float("REBOUND_WEBHOOK_TIMEOUT", 10.0, minimum=0.1),
+    # The first retry after a failed delivery (later ones are 3x longer each, up to 8 h).
+    "FIRST_RETRY_SECONDS": env_float("REBOUND_WEBHOOK_FIRST_RETRY", 60.0, minimum=0.01),
+    # An endpoint that fails this long is turned off and its owner told.
+    "GIVE_UP_SECONDS": env_float("REBOUND_WEBHOOK_GIVE_UP", 3 * 86400.0, minimum=1.0),
+    "MAX_RESPONSE_CHARS": 1000,  # of a response body, kept with the delivery
 }
 
 # Imports: limits on uploaded exports (bytes unless named otherwise).

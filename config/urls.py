@@ -19,6 +19,7 @@ urlpatterns = [
     path("interviews/", include("interviews.urls")),
     path("jobs/", include("executions.urls")),
     path("batches/", include("batches.urls")),
+    path("webhooks/", include("webhooks.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -98,6 +98,13 @@ def fresh_throttles():
 
 
 @pytest.fixture(autouse=True)
+def no_dns_for_webhooks(settings):
+    """Webhook URLs resolve from a fixed list in tests (empty: only address literals), so no
+    test ever sends a DNS query off this machine."""
+    settings.WEBHOOKS = {**settings.WEBHOOKS, "HOSTS": {}}
+
+
+@pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     # The default PBKDF2 costs ~0.5 s per user; tests do not test hashing strength.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
