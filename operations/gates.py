@@ -6,9 +6,9 @@ because the service is away (connection refused or reset, timeouts, 502/503/504)
 per dependency from the Attempt rows: 5 in a row, or at least half of at least 10 in the last
 30 s, open the gate. Nothing calls an open gate: the work that needs it waits (status
 `waiting`), spending no attempt. After a cool-down (5 s, doubling to 30 s while probes fail,
-with jitter) the dispatcher lets one waiting operation through as the probe (half-open); its
-success closes the gate, and the waiting work is released at a slow start (a few per second,
-doubling every second). A 429 or a Retry-After holds the whole gate until that time. Staff can
+with jitter) the dispatcher lets the oldest waiting operation through as the probe
+(half-open); its success closes the gate, and the waiting work is released oldest first at a
+slow start (a few per second, doubling every second). A 429 or a Retry-After holds the whole gate until that time. Staff can
 hold a gate open and release it.
 
 Like pybreaker's and Saleor's breakers, with two differences: the state lives in the database
@@ -250,7 +250,7 @@ def _enqueue(operation_id) -> None:
 
 def _send_probe(gate: Gate) -> int:
     candidate = (Operation.objects.filter(status=Status.WAITING, dependency=gate.key)
-                 .order_by("waiting_since").only("pk").first())
+                 .order_by("created_at").only("pk").first())
     if candidate is None:
         return 0  # nothing needs the service yet; probe when something does
     # The gate names its probe and the probe leaves `waiting` in one transaction: another
@@ -312,7 +312,7 @@ def _release_slowly(gate: Gate) -> int:
         return 0
     released = 0
     for operation in (Operation.objects.filter(status=Status.WAITING, dependency=gate.key)
-                      .order_by("waiting_since").only("pk")[:room]):
+                      .order_by("created_at").only("pk")[:room]):
         if operation.unpark():
             _enqueue(operation.pk)
             released += 1

@@ -148,8 +148,8 @@ class Operation(models.Model):
             models.Index(fields=["started_at", "enqueued_at", "created_at"],
                          condition=models.Q(status="pending"), name="operation_pending"),
             # What waits for each dependency, oldest first (probes and release after recovery).
-            models.Index(fields=["dependency", "waiting_since"],
-                         condition=models.Q(status="waiting"), name="operation_waiting"),
+            models.Index(fields=["dependency", "created_at"],
+                         condition=models.Q(status="waiting"), name="operation_waiting_oldest"),
             # Finished and not yet counted into the rollups (a short list: the fold empties it).
             models.Index(fields=["finished_at"], name="operation_to_roll_up",
                          condition=models.Q(finished_at__isnull=False, rolled_up=False)),

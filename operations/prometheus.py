@@ -24,6 +24,14 @@ COUNTERS = [
 ]
 
 
+_collectors = []
+
+
+def register(collector) -> None:
+    """A workload's own figures (a prometheus-client collector), scraped with the engine's."""
+    _collectors.append(collector)
+
+
 class RetryCollector:
     """Reads the rollups and the live rows at each scrape: a few hundred rows at most."""
 
@@ -78,4 +86,6 @@ def scrape(request):
                             status=403, content_type="text/plain")
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RetryCollector())
+    for collector in _collectors:
+        registry.register(collector)
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

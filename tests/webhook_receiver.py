@@ -50,7 +50,7 @@ class Handler(BaseHTTPRequestHandler):
             seen = list(STATE["seen"])
         counts = {}
         for delivery in seen:
-            if delivery["answered"] < 300:
+            if 200 <= delivery["answered"] < 300:
                 counts[delivery["id"]] = counts.get(delivery["id"], 0) + 1
         self._json(200, {"deliveries": seen, "counts": counts})
 
@@ -71,9 +71,7 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         mode = STATE["mode"]
-        if mode == "hang":
-            time.sleep(30)
-        answered = ANSWERS.get(mode, 500)
+        answered = 0 if mode == "hang" else ANSWERS.get(mode, 500)
         payload = {}
         try:
             payload = json.loads(body)
@@ -86,6 +84,9 @@ class Handler(BaseHTTPRequestHandler):
                                   "signatures": len(self.headers.get("webhook-signature",
                                                                      "").split()),
                                   "at": time.time(), "answered": answered})
+        if mode == "hang":  # seen (and counted as not answered), then no answer for 30 s
+            time.sleep(30)
+            return
         extra = {"Retry-After": "1"} if mode == "throttle" else {}
         self.send_response(answered)
         for name, value in extra.items():

@@ -8,7 +8,7 @@ class WebhooksConfig(AppConfig):
 
     def ready(self):
         from operations import dependencies, events
-        from webhooks import checks, kinds, retention, services  # noqa: F401  (they register)
+        from webhooks import checks, kinds, metrics, retention, services  # noqa: F401
 
         events.listen(services.fan_out)
         dependencies.register_label("webhook:", services.dependency_label)

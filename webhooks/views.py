@@ -52,8 +52,7 @@ def endpoint_new(request):
             messages.success(request, "Endpoint added. Copy its signing secret now.")
             return redirect(endpoint)
     return render(request, "webhooks/new.html", {"values": values, "error": error,
-                                                 "catalogue": CATALOGUE.items()},
-                  status=400 if error else 200)
+                                                 "catalogue": CATALOGUE.items()})
 
 
 def detail_context(request, endpoint: Endpoint) -> dict:

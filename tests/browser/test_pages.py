@@ -14,6 +14,7 @@ from operations.models import Notification, Operation
 from tests.batches_helpers import essay
 from tests.browser.helpers import assert_accessible, assert_fits_a_phone, settled
 from tests.factories import AttemptFactory, OperationFactory
+from webhooks.models import Endpoint
 from tests.imports_helpers import SAMPLE
 from tests.processes import wait_for
 
@@ -38,13 +39,18 @@ def everything(live, alice):
     request_pipeline(batch, "cj_assessment")
     failed = OperationFactory(owner=alice, failed=True)
     long = long_failure(alice)
+    endpoint = Endpoint.objects.create(
+        owner=alice, url="https://hooks.example.com/a-rather-long-path/for-rebound-events",
+        event_types=["operation.failed"], secret="whsec_x", enabled=False,
+        disabled_reason="answered 410 Gone")
     wait_for(lambda: settled(Operation.objects.filter(owner=alice)), 40,
              what="everything to settle")
     assert Notification.objects.filter(owner=alice).exists()
     execution = job.executions.get(region="demo-flaky", question_index=0)
     essay_id = batch.essays.first().pk
     return {"session": session, "job": job, "batch": batch, "failed": failed,
-            "execution": execution, "essay_id": essay_id, "profile": profile, "long": long}
+            "execution": execution, "essay_id": essay_id, "profile": profile, "long": long,
+            "endpoint": endpoint}
 
 
 def long_failure(owner):
@@ -69,7 +75,8 @@ def pages(data) -> list[str]:
             f"/jobs/{job.pk}/cells/{data['execution'].pk}/history", "/batches/",
             "/batches/new", f"/batches/{batch.pk}/",
             f"/batches/{batch.pk}/phases/nlp/essays/{data['essay_id']}/history",
-            "/operations/metrics/", "/operations/gates/"]
+            "/operations/metrics/", "/operations/gates/", "/webhooks/", "/webhooks/new",
+            data["endpoint"].get_absolute_url()]
 
 
 def test_every_page_is_accessible_at_desktop_and_phone_width_and_fits_a_phone(page, everything):

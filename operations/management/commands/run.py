@@ -31,6 +31,8 @@ class Command(BaseCommand):
         if self.inference_port != 8001:
             base = f"http://127.0.0.1:{self.inference_port}"
             os.environ.setdefault("REBOUND_INFERENCE_URL", f"{base}/v1")
+        # Webhooks may reach receivers on this machine (the README's receiver, for one).
+        os.environ.setdefault("REBOUND_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         call_command("seed_demo")
