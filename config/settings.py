@@ -337,6 +337,9 @@ WEBHOOKS = {
     # Names resolved from this list ("name=address,…") instead of DNS; when it is set (even
     # empty), no other name resolves. For closed networks, and tests that must ask no DNS.
     "HOSTS": env_map("REBOUND_WEBHOOK_HOSTS"),
+    # false: only the allowed networks are reachable, no public address (a closed network;
+    # the tests, which must never send a packet beyond this machine).
+    "PUBLIC": env_bool("REBOUND_WEBHOOK_PUBLIC", True),
     "TIMEOUT": env_float("REBOUND_WEBHOOK_TIMEOUT", 10.0, minimum=0.1),
     # The first retry after a failed delivery (later ones are 3x longer each, up to 8 h).
     "FIRST_RETRY_SECONDS": env_float("REBOUND_WEBHOOK_FIRST_RETRY", 60.0, minimum=0.01),

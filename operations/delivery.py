@@ -77,3 +77,24 @@ def hand_off() -> bool:
 def enqueue_on_commit(operation_id) -> None:
     """Deliver once the surrounding transaction commits (at once when there is none)."""
     transaction.on_commit(lambda: enqueue_now(operation_id), robust=True)
+
+
+def enqueue_all_on_commit(operation_ids) -> None:
+    """Deliver many operations committed together: one message each when workers do not
+    drain; otherwise only as many as it takes to wake every worker (each drains the queue
+    after this commit, so the rest are taken by them)."""
+    ids = list(operation_ids)
+
+    def enqueue():
+        chosen = ids
+        if settings.REBOUND["DRAIN_SECONDS"] > 0:
+            try:
+                room = settings.Q_CLUSTER["workers"] - untaken(_shared_broker())
+            except Exception:  # noqa: BLE001 - a broker outage must not fail the request
+                log.exception("could not count the broker's messages; the sweep delivers")
+                return
+            chosen = ids[:max(room, 0)]
+        for operation_id in chosen:
+            enqueue_now(operation_id, coalesce=False)
+
+    transaction.on_commit(enqueue, robust=True)

@@ -17,8 +17,9 @@ from django.db.models import F
 from django.db.models.functions import Now
 
 from operations import kinds
-from operations.delivery import enqueue_on_commit
-from operations.models import Channel, Operation, SendWindow, Status, Trigger, db_now_plus
+from operations.delivery import enqueue_all_on_commit, enqueue_on_commit
+from operations.models import (CANCELLABLE, Channel, Operation, SendWindow, Status, Trigger,
+                               db_now_plus)
 from operations.refusals import declare
 
 log = logging.getLogger("rebound.retry")
@@ -72,6 +73,22 @@ def submit(kind: str, owner, input: dict, *, channel=Channel.AUTO, triggered_by=
             return existing
     enqueue_on_commit(operation.pk)
     return operation
+
+
+def submit_many(kind: str, owner, inputs: list[dict], *,
+                dependencies: list[str] | None = None) -> list[Operation]:
+    """Pending operations of one kind for one owner, in one INSERT (a fan-out: one event to
+    every endpoint that wants it); each is delivered after commit, as with `submit`."""
+    spec = kinds.get(kind)
+    if dependencies is None:
+        dependencies = [spec.dependency(i) if spec.dependency else "" for i in inputs]
+    operations = Operation.objects.bulk_create([
+        Operation(kind=kind, owner=owner, input=input, dependency=dependency,
+                  max_attempts=spec.policy.max_attempts, channel=Channel.AUTO,
+                  triggered_by=owner, enqueued_at=Now())
+        for input, dependency in zip(inputs, dependencies, strict=True)])
+    enqueue_all_on_commit(operation.pk for operation in operations)
+    return operations
 
 
 @dataclass
@@ -299,6 +316,14 @@ def retry_failed(operations, *, by, channel: str, reason: str = "", dry_run: boo
              channel, dry_run, eligible, skipped)
     return {"eligible": eligible, "retried": retried, "skipped": skipped,
             "by_error": dict(by_error.most_common())}
+
+
+def cancel_all(operations) -> int:
+    """Cancel every operation of this queryset that has not started (pending, scheduled or
+    waiting), in one UPDATE: work its workload no longer wants (a deleted webhook endpoint's
+    deliveries). Returns how many were cancelled."""
+    return operations.filter(status__in=CANCELLABLE).update(
+        status=Status.CANCELLED, next_attempt_at=None, finished_at=Now(), updated_at=Now())
 
 
 def cancel_operation(operation_id, *, by, staff: bool = False) -> Operation:

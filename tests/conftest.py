@@ -99,9 +99,10 @@ def fresh_throttles():
 
 @pytest.fixture(autouse=True)
 def no_dns_for_webhooks(settings):
-    """Webhook URLs resolve from a fixed list in tests (empty: only address literals), so no
-    test ever sends a DNS query off this machine."""
-    settings.WEBHOOKS = {**settings.WEBHOOKS, "HOSTS": {}}
+    """Webhook URLs resolve from a fixed list in tests (empty: only address literals) and
+    reach no public address, so no test ever sends a packet off this machine (a DNS query or
+    a delivery)."""
+    settings.WEBHOOKS = {**settings.WEBHOOKS, "HOSTS": {}, "PUBLIC": False}
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,9 @@ def test_database_url() -> str:
 
 def process_env(**overrides) -> dict:
     env = {**os.environ, "DATABASE_URL": test_database_url(), "REBOUND_WORKERS": "1",
-           "PYTHONUNBUFFERED": "1", "REBOUND_WEBHOOK_HOSTS": "",  # no DNS: address literals
+           "PYTHONUNBUFFERED": "1",
+           # Webhooks: no DNS (address literals only), and nothing beyond loopback.
+           "REBOUND_WEBHOOK_HOSTS": "", "REBOUND_WEBHOOK_PUBLIC": "false",
            "REBOUND_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
            **{k: str(v) for k, v in overrides.items()}}
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # the browser tests' own; servers keep the check

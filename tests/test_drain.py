@@ -6,7 +6,7 @@ import pytest
 
 from operations import runner
 from operations.models import Attempt, Operation, Status
-from operations.services import submit
+from operations.services import submit, submit_many
 from tests.running import in_threads
 
 
@@ -94,6 +94,20 @@ def test_no_message_is_sent_while_one_waits_for_every_worker(user, draining, set
     assert broker_messages() == [str(operations[0].pk), str(operations[1].pk)]
     assert runner.run(operations[0].pk) == "completed"
     assert set(Operation.objects.values_list("status", flat=True)) == {Status.COMPLETED}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_many_submitted_together_send_only_what_wakes_every_worker(user, draining, settings):
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 2}
+    first = submit_many("diagnostics.noop", user, [{} for _ in range(10)])
+    assert broker_messages() == [str(first[0].pk), str(first[1].pk)]
+    more = submit_many("diagnostics.noop", user, [{} for _ in range(5)])
+    assert len(broker_messages()) == 2 and len(more) == 5  # both workers are woken already
+    assert runner.run(first[0].pk) == "completed"
+    assert set(Operation.objects.values_list("status", flat=True)) == {Status.COMPLETED}
+    settings.REBOUND = {**settings.REBOUND, "DRAIN_SECONDS": 0.0}
+    last = submit_many("diagnostics.noop", user, [{} for _ in range(3)])
+    assert broker_messages()[-3:] == [str(op.pk) for op in last]  # no draining: one each
 
 
 @pytest.mark.django_db(transaction=True)

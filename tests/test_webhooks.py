@@ -47,6 +47,18 @@ def names(settings):
 
 
 @pytest.fixture
+def public_allowed(settings, monkeypatch):
+    """Public addresses count as reachable (as in production), and connecting anywhere is
+    made impossible: these tests classify and register, they never send."""
+    def no_connections(*args, **kwargs):
+        raise AssertionError("a test that must not connect tried to")
+
+    monkeypatch.setattr(socket, "create_connection", no_connections)
+    monkeypatch.setattr(socket.socket, "connect", no_connections)
+    settings.WEBHOOKS = {**settings.WEBHOOKS, "PUBLIC": True}
+
+
+@pytest.fixture
 def endpoint(user, receiver):
     point = services.create_endpoint(user, url=receiver.url, event_types=ALL)
     receiver.mode("ok", secrets=[point.secret], clear=True)
@@ -84,12 +96,7 @@ def fail_one(user) -> Operation:
     ("0.0.0.0", "reserved"), ("240.0.0.1", "reserved"),
     ("93.184.216.34", None), ("2606:2800:220:1::1", None),
 ])
-def test_addresses_are_classified_without_connecting(address, refused, monkeypatch):
-    def no_connections(*args, **kwargs):
-        raise AssertionError("a classification test tried to connect")
-
-    monkeypatch.setattr(socket, "create_connection", no_connections)
-    monkeypatch.setattr(socket.socket, "connect", no_connections)
+def test_addresses_are_classified_without_connecting(address, refused, public_allowed):
     reason = transport.refusal_of(address)
     if refused is None:
         assert reason is None
@@ -116,7 +123,8 @@ def test_allowed_networks_let_only_themselves_through(settings):
     ("https://user:pw@93.184.216.34/hook", "passwords"),
     ("https://nowhere.test/hook", "does not resolve"),
 ])
-def test_registration_refuses_what_a_delivery_may_not_reach(user, names, url, says):
+def test_registration_refuses_what_a_delivery_may_not_reach(user, names, public_allowed, url,
+                                                            says):
     names.answers.update({"rebind.test": "127.0.0.2", "metadata.test": "169.254.169.254"})
     with pytest.raises(services.RetryRefused) as refused:
         services.create_endpoint(user, url=url, event_types=["operation.failed"])
@@ -125,11 +133,20 @@ def test_registration_refuses_what_a_delivery_may_not_reach(user, names, url, sa
     assert not Endpoint.objects.exists()
 
 
-def test_registration_accepts_public_https_and_the_allowed_network(user, names):
+def test_registration_accepts_public_https_and_the_allowed_network(user, names,
+                                                                   public_allowed):
     names.answers["hooks.example.test"] = "93.184.216.34"
     assert services.create_endpoint(user, url="https://hooks.example.test/in",
                                     event_types=["job.finished"]).secret.startswith("whsec_")
     services.create_endpoint(user, url="http://127.0.0.1:9/hook", event_types=ALL)
+
+
+def test_a_server_on_a_closed_network_refuses_public_addresses(user):
+    # The suite's own setting (no public address is ever reachable from a test).
+    assert "public address" in transport.refusal_of("93.184.216.34")
+    with pytest.raises(services.RetryRefused) as refused:
+        services.create_endpoint(user, url="https://93.184.216.34/", event_types=["job.finished"])
+    assert "only to its own networks" in refused.value.message
 
 
 def test_a_name_rebound_to_loopback_after_registration_is_refused_at_connection(
@@ -305,3 +322,66 @@ def test_resend_is_a_manual_retry_with_its_limits(user, receiver, endpoint, sett
     with pytest.raises(services.RetryRefused) as refused:
         services.resend(delivery, by=user)
     assert refused.value.code == "retry_limit_reached"
+
+
+def test_a_name_rebound_to_ipv6_loopback_is_refused_at_connection(user, receiver, names):
+    names.answers["six.test"] = "127.0.0.1"
+    point = services.create_endpoint(user, url=f"http://six.test:{receiver.port}/hook",
+                                     event_types=ALL)
+    receiver.mode("ok", secrets=[point.secret], clear=True)
+    names.answers["six.test"] = "::1"
+    fail_one(user)
+    [delivery] = deliver_all()
+    assert delivery.error_code == "webhook_address_refused" and receiver.deliveries() == []
+
+
+def test_an_endpoint_that_does_not_answer_in_time_is_retried(user, receiver, endpoint,
+                                                             settings):
+    settings.WEBHOOKS = {**settings.WEBHOOKS, "TIMEOUT": 0.5}
+    receiver.mode("hang")
+    fail_one(user)
+    [delivery] = deliver_all()
+    assert delivery.status == Status.RETRY_SCHEDULED
+    assert delivery.error_code == "webhook_unreachable"
+    assert Delivery.objects.get().response_status is None
+    attempt = delivery.attempts.get()
+    assert attempt.dependency_down  # counted by the endpoint's gate
+
+
+def test_a_long_answer_is_read_up_to_a_cap_and_stored_cut(user, receiver, endpoint):
+    receiver.mode("long")
+    fail_one(user)
+    deliver_all()
+    row = Delivery.objects.get()
+    assert row.response_status == 500 and row.response_body == "x" * 1000
+
+
+def test_the_secret_is_never_logged_or_kept_in_an_error(user, receiver, endpoint, caplog):
+    caplog.set_level("DEBUG")
+    services.rotate_secret(endpoint)
+    endpoint.refresh_from_db()
+    for mode in ("fail", "reject", "gone"):
+        receiver.mode(mode, secrets=[endpoint.secret])
+        fail_one(user)
+        deliver_all()
+    secrets = (endpoint.secret, endpoint.previous_secret)
+    stored = " ".join(f"{op.error_message} {op.error_detail}"
+                      for op in Operation.objects.filter(kind="webhooks.deliver"))
+    stored += " ".join(n.message for n in Notification.objects.all())
+    for secret in secrets:
+        assert secret not in caplog.text and secret not in stored
+        assert secret.removeprefix("whsec_") not in caplog.text
+
+
+def test_old_events_are_pruned_with_their_deliveries(user, receiver, endpoint):
+    from operations import retention, rollups
+
+    fail_one(user)
+    deliver_all()
+    rollups.fold()
+    later = timezone.now() + timedelta(days=1)
+    gone = retention.prune(before=later)
+    assert gone["webhook_events"] == 1
+    assert not Event.objects.exists() and not Delivery.objects.exists()
+    assert not Operation.objects.filter(kind="webhooks.deliver").exists()
+    assert Endpoint.objects.filter(pk=endpoint.pk).exists()

@@ -16,7 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from standardwebhooks import Webhook
 
 STATE = {"mode": "ok", "secrets": [], "seen": [], "lock": threading.Lock()}
-ANSWERS = {"ok": 204, "fail": 500, "gone": 410, "throttle": 429, "reject": 400}
+ANSWERS = {"ok": 204, "fail": 500, "gone": 410, "throttle": 429, "reject": 400, "long": 500}
+LONG = b"x" * 100_000  # mode "long": a 500 with a body far past any cap
 
 
 def verified(headers, body: bytes) -> bool:
@@ -78,7 +79,7 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             pass
         with STATE["lock"]:
-            STATE["seen"].append({"id": self.headers.get("webhook-id"),
+            STATE["seen"].append({"id": self.headers.get("webhook-id"), "path": self.path,
                                   "type": payload.get("type"), "data": payload.get("data"),
                                   "verified": verified(self.headers, body),
                                   "signatures": len(self.headers.get("webhook-signature",
@@ -88,12 +89,13 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(30)
             return
         extra = {"Retry-After": "1"} if mode == "throttle" else {}
+        body = LONG if mode == "long" else b"ok"
         self.send_response(answered)
         for name, value in extra.items():
             self.send_header(name, value)
-        self.send_header("content-length", "2")
+        self.send_header("content-length", str(len(body)))
         self.end_headers()
-        self.wfile.write(b"ok")
+        self.wfile.write(body)
 
 
 def main():

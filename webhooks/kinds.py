@@ -2,16 +2,17 @@
 
 2xx delivered; 410 turns the endpoint off; 408, 429, 5xx, timeouts and connections that fail
 are retried on a long schedule (1 min, then 3x longer each time up to 8 h, 15 attempts:
-about 3 days), never sooner than a Retry-After; any other answer (a redirect too: none is followed) fails at once. Every
-endpoint is a dependency with its own gate (`webhook:<id>`): when it looks down its
-deliveries wait, spending no attempt, and it gets one probe at a time, not a flood.
+about 3 days), never sooner than a Retry-After; any other answer (a redirect too: none is
+followed) fails at once. Every endpoint is a dependency with its own gate (`webhook:<id>`):
+when it looks down its deliveries wait, spending no attempt, and it gets one probe at a time,
+not a flood.
 """
 import requests
 import urllib3
 from django.conf import settings
 
 from operations.errors import PermanentError, TransientError, parse_retry_after, register_message
-from operations.kinds import register
+from operations.kinds import Completion, register
 from operations.retry_policy import RetryPolicy
 from webhooks import payloads, services, transport
 from webhooks.models import Delivery
@@ -76,10 +77,11 @@ def deliver(context):
         services.note_failure(endpoint, context.operation)
         raise TransientError("webhook_unreachable", f"{type(exc).__name__}: {exc}"[:300],
                              dependency_down=True) from None
-    services.record_answer(delivery, answer.status, answer.body, answer.ms)
     if 200 <= answer.status < 300:
-        services.note_success(delivery)
-        return {"status": answer.status, "ms": answer.ms}
+        # Written with the fenced completion: delivered exactly when the operation completed.
+        return Completion({"status": answer.status, "ms": answer.ms},
+                          write=lambda: services.record_success(delivery, answer))
+    services.record_answer(delivery, answer.status, answer.body, answer.ms)
     if answer.status == 410:
         services.turn_off(endpoint, "answered 410 Gone", operation=context.operation)
         raise PermanentError("webhook_gone", "410 Gone")

@@ -15,8 +15,8 @@ from operations.chains import latest_of
 from operations.events import CATALOGUE
 from operations.models import Channel, Notification, Operation, Status
 from operations.refusals import declare
-from operations.services import (INVALID, RetryRefused, retry_failed, retry_operation,
-                                 submit)
+from operations.services import (INVALID, RetryRefused, cancel_all, retry_failed,
+                                 retry_operation, submit_many)
 from webhooks import payloads, transport
 from webhooks.models import Delivery, Endpoint, Event
 
@@ -117,10 +117,7 @@ def rotate_secret(endpoint: Endpoint) -> Endpoint:
 def delete_endpoint(endpoint: Endpoint) -> None:
     """Its deliveries go with it; their operations stay in the history (unreferenced)."""
     with transaction.atomic():
-        Operation.objects.filter(
-            kind=KIND, status__in=(Status.PENDING, Status.RETRY_SCHEDULED, Status.WAITING),
-            dependency=endpoint.dependency).update(status=Status.CANCELLED, finished_at=Now(),
-                                                   updated_at=Now(), next_attempt_at=None)
+        cancel_all(Operation.objects.filter(kind=KIND, dependency=endpoint.dependency))
         endpoint.delete()
 
 
@@ -142,16 +139,18 @@ def fan_out(event) -> int:
                                           owner_id=event.owner_id, data=event.data)
     except IntegrityError:
         return 0  # told already
-    for endpoint in endpoints:
-        start_delivery(stored, endpoint)
+    start_deliveries(stored, endpoints)
     return len(endpoints)
 
 
-def start_delivery(event: Event, endpoint: Endpoint) -> Delivery:
-    operation = submit(KIND, endpoint.owner,
-                       {"event_id": str(event.pk), "endpoint_id": str(endpoint.pk)},
-                       dependency=endpoint.dependency)
-    return Delivery.objects.create(event=event, endpoint=endpoint, operation=operation)
+def start_deliveries(event: Event, endpoints: list[Endpoint]) -> list[Delivery]:
+    """One delivery per endpoint: their operations in one INSERT, the rows in another."""
+    operations = submit_many(KIND, endpoints[0].owner, [
+        {"event_id": str(event.pk), "endpoint_id": str(endpoint.pk)} for endpoint in endpoints],
+        dependencies=[endpoint.dependency for endpoint in endpoints])
+    return Delivery.objects.bulk_create([
+        Delivery(event=event, endpoint=endpoint, operation=operation)
+        for endpoint, operation in zip(endpoints, operations, strict=True)])
 
 
 def send_test(endpoint: Endpoint) -> Delivery:
@@ -164,7 +163,8 @@ def send_test(endpoint: Endpoint) -> Delivery:
             type=payloads.TEST, owner_id=endpoint.owner_id,
             data={"endpoint_id": str(endpoint.pk),
                   "message": "A test event from Rebound: your endpoint is reachable."})
-        return start_delivery(event, endpoint)
+        [delivery] = start_deliveries(event, [endpoint])
+        return delivery
 
 
 # --- what a delivery came to -----------------------------------------------------------------
@@ -175,10 +175,14 @@ def record_answer(delivery: Delivery, status, body: str, ms) -> None:
         response_ms=ms, attempted_at=Now())
 
 
-def note_success(delivery: Delivery) -> None:
-    Delivery.objects.filter(pk=delivery.pk).update(delivered_at=Now())
-    Endpoint.objects.filter(pk=delivery.endpoint_id, failing_since__isnull=False).update(
-        failing_since=None)
+def record_success(delivery: Delivery, answer) -> None:
+    """What a 2xx answer leaves: the answer, the delivery delivered, the endpoint healthy."""
+    Delivery.objects.filter(pk=delivery.pk).update(
+        response_status=answer.status,
+        response_body=answer.body[:settings.WEBHOOKS["MAX_RESPONSE_CHARS"]],
+        response_ms=answer.ms, attempted_at=Now(), delivered_at=Now())
+    if delivery.endpoint.failing_since is not None:
+        Endpoint.objects.filter(pk=delivery.endpoint_id).update(failing_since=None)
 
 
 def note_failure(endpoint: Endpoint, operation: Operation) -> None:

@@ -60,6 +60,8 @@ def refusal_of(address: str) -> str | None:
         return "a reserved address"
     if ip.is_private or not ip.is_global or any(ip in net for net in EXTRA_BLOCKED_NET_RANGES):
         return "a private address"
+    if not settings.WEBHOOKS["PUBLIC"]:
+        return "a public address, and this server sends webhooks only to its own networks"
     return None
 
 
@@ -81,7 +83,8 @@ def resolve(host: str, port: int) -> str:
         reason = refusal_of(address)
         if reason:
             raise Refused(f"{host} resolves to {reason}; webhooks are only sent to public "
-                          "addresses.")
+                          "addresses." if settings.WEBHOOKS["PUBLIC"] else
+                          f"{host} resolves to {reason}.")
     return addresses[0]
 
 
@@ -130,16 +133,26 @@ class PinnedAdapter(HTTPAdapter):
         return host_params, pool_kwargs
 
 
+_session = None
+
+
 def session() -> requests.Session:
-    http = HTTPSession(Config(ip_filter_enable=False, ip_filter_allow_loopback_ips=False,
-                              never_redirect=True,
-                              default_timeout=(min(5.0, settings.WEBHOOKS["TIMEOUT"]),
-                                               settings.WEBHOOKS["TIMEOUT"]),
-                              user_agent_override=USER_AGENT))
-    adapter = PinnedAdapter()
-    http.mount("http://", adapter)
-    http.mount("https://", adapter)
-    return http
+    """One session per process (a worker delivers one thing at a time): connections to an
+    endpoint are kept alive between deliveries. Each request still resolves and checks the
+    host first, and a connection is only reused for the address that check chose."""
+    global _session
+    if _session is None:
+        _session = HTTPSession(Config(ip_filter_enable=False, ip_filter_allow_loopback_ips=False,
+                                      never_redirect=True, default_timeout=10.0,
+                                      user_agent_override=USER_AGENT))
+        adapter = PinnedAdapter()
+        _session.mount("http://", adapter)
+        _session.mount("https://", adapter)
+    return _session
+
+
+def timeout() -> tuple[float, float]:
+    return (min(5.0, settings.WEBHOOKS["TIMEOUT"]), settings.WEBHOOKS["TIMEOUT"])
 
 
 def signature(secrets: list[str], webhook_id: str, at: datetime, body: str) -> str:
@@ -164,16 +177,18 @@ def post(url: str, secrets: list[str], webhook_id: str, payload: dict) -> Answer
                "webhook-timestamp": str(int(at.timestamp())),
                "webhook-signature": signature(secrets, webhook_id, at, body)}
     started = time.monotonic()
-    with session() as http:
-        response = http.post(url, data=body.encode(), headers=headers, stream=True,
-                             allow_redirects=False)
-        try:
-            limit = settings.WEBHOOKS["MAX_RESPONSE_CHARS"]
-            raw = response.raw.read(limit * 4, decode_content=True) or b""
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError):
-            raw = b""
-        finally:
-            response.close()
-    text = raw.decode("utf-8", "replace")[:settings.WEBHOOKS["MAX_RESPONSE_CHARS"]]
+    response = session().post(url, data=body.encode(), headers=headers, stream=True,
+                              allow_redirects=False, timeout=timeout())
+    limit = settings.WEBHOOKS["MAX_RESPONSE_CHARS"]
+    try:
+        raw = response.raw.read(limit * 4, decode_content=True) or b""
+        whole = not response.raw.read(1, decode_content=True)
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError):
+        raw, whole = b"", False
+    if whole:
+        response.raw.release_conn()  # read to its end: the connection serves the next one
+    else:
+        response.close()  # longer than the cap (or broken): not read further, not kept
+    text = raw.decode("utf-8", "replace")[:limit]
     return Answer(response.status_code, text, int((time.monotonic() - started) * 1000),
                   response.headers.get("Retry-After"))
