@@ -385,3 +385,13 @@ def test_old_events_are_pruned_with_their_deliveries(user, receiver, endpoint):
     assert not Event.objects.exists() and not Delivery.objects.exists()
     assert not Operation.objects.filter(kind="webhooks.deliver").exists()
     assert Endpoint.objects.filter(pk=endpoint.pk).exists()
+
+
+def test_a_sloppy_answer_does_not_spoil_the_next_delivery(user, receiver, endpoint):
+    # A 204 that sends a body anyway would leave bytes on a kept-alive connection; each
+    # delivery has its own connection, so the next one is read cleanly.
+    receiver.mode("sloppy")
+    for _ in range(3):
+        fail_one(user)
+    assert [op.status for op in deliver_all()] == [Status.COMPLETED] * 3
+    assert sorted(receiver.seen()["counts"].values()) == [1, 1, 1]

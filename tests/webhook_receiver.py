@@ -16,7 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from standardwebhooks import Webhook
 
 STATE = {"mode": "ok", "secrets": [], "seen": [], "lock": threading.Lock()}
-ANSWERS = {"ok": 204, "fail": 500, "gone": 410, "throttle": 429, "reject": 400, "long": 500}
+ANSWERS = {"ok": 204, "fail": 500, "gone": 410, "throttle": 429, "reject": 400, "long": 500,
+           "sloppy": 204}  # sloppy: a 204 that sends a body anyway (against HTTP)
 LONG = b"x" * 100_000  # mode "long": a 500 with a body far past any cap
 
 
@@ -89,7 +90,7 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(30)
             return
         extra = {"Retry-After": "1"} if mode == "throttle" else {}
-        body = LONG if mode == "long" else b"ok"
+        body = (LONG if mode == "long" else b"" if mode == "ok" else b"ok")
         self.send_response(answered)
         for name, value in extra.items():
             self.send_header(name, value)

@@ -133,22 +133,17 @@ class PinnedAdapter(HTTPAdapter):
         return host_params, pool_kwargs
 
 
-_session = None
-
-
 def session() -> requests.Session:
-    """One session per process (a worker delivers one thing at a time): connections to an
-    endpoint are kept alive between deliveries. Each request still resolves and checks the
-    host first, and a connection is only reused for the address that check chose."""
-    global _session
-    if _session is None:
-        _session = HTTPSession(Config(ip_filter_enable=False, ip_filter_allow_loopback_ips=False,
-                                      never_redirect=True, default_timeout=10.0,
-                                      user_agent_override=USER_AGENT))
-        adapter = PinnedAdapter()
-        _session.mount("http://", adapter)
-        _session.mount("https://", adapter)
-    return _session
+    """A session for one delivery: its connection is closed after it. (Endpoints are anyone's
+    servers: a connection kept alive could go stale or be left out of step by a broken answer,
+    and fail the next delivery although the endpoint is up.)"""
+    http = HTTPSession(Config(ip_filter_enable=False, ip_filter_allow_loopback_ips=False,
+                              never_redirect=True, default_timeout=10.0,
+                              user_agent_override=USER_AGENT))
+    adapter = PinnedAdapter()
+    http.mount("http://", adapter)
+    http.mount("https://", adapter)
+    return http
 
 
 def timeout() -> tuple[float, float]:
@@ -177,18 +172,16 @@ def post(url: str, secrets: list[str], webhook_id: str, payload: dict) -> Answer
                "webhook-timestamp": str(int(at.timestamp())),
                "webhook-signature": signature(secrets, webhook_id, at, body)}
     started = time.monotonic()
-    response = session().post(url, data=body.encode(), headers=headers, stream=True,
-                              allow_redirects=False, timeout=timeout())
     limit = settings.WEBHOOKS["MAX_RESPONSE_CHARS"]
-    try:
-        raw = response.raw.read(limit * 4, decode_content=True) or b""
-        whole = not response.raw.read(1, decode_content=True)
-    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError):
-        raw, whole = b"", False
-    if whole:
-        response.raw.release_conn()  # read to its end: the connection serves the next one
-    else:
-        response.close()  # longer than the cap (or broken): not read further, not kept
+    with session() as http:
+        response = http.post(url, data=body.encode(), headers=headers, stream=True,
+                             allow_redirects=False, timeout=timeout())
+        try:
+            raw = response.raw.read(limit * 4, decode_content=True) or b""
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError):
+            raw = b""
+        finally:
+            response.close()  # the rest of a long answer is never read
     text = raw.decode("utf-8", "replace")[:limit]
     return Answer(response.status_code, text, int((time.monotonic() - started) * 1000),
                   response.headers.get("Retry-After"))
