@@ -101,8 +101,18 @@ def fresh_throttles():
 def no_dns_for_webhooks(settings):
     """Webhook URLs resolve from a fixed list in tests (empty: only address literals) and
     reach no public address, so no test ever sends a packet off this machine (a DNS query or
-    a delivery)."""
-    settings.WEBHOOKS = {**settings.WEBHOOKS, "HOSTS": {}, "PUBLIC": False}
+    a delivery); receivers on 127.0.0.1 are allowed."""
+    settings.WEBHOOKS = {**settings.WEBHOOKS, "HOSTS": {}, "PUBLIC": False,
+                         "ALLOWED_NETWORKS": ["127.0.0.1/32"], "TIMEOUT": 2.0}
+
+
+@pytest.fixture(scope="module")
+def receiver():
+    """A webhook receiver process on loopback (tests/webhook_receiver.py), one per module."""
+    from tests.webhooks_helpers import receiver_process
+
+    with receiver_process() as running:
+        yield running
 
 
 @pytest.fixture(autouse=True)

@@ -9,36 +9,14 @@ import pytest
 from django.utils import timezone
 
 from operations import dispatcher, followups, runner
-from operations.errors import PermanentError
 from operations.events import CATALOGUE
-from operations.kinds import register
 from operations.models import Notification, Operation, Status
-from operations.services import submit
 from tests.running import make_due
-from tests.webhooks_helpers import Names, receiver_process
+from tests.webhooks_helpers import Names, deliver_all, fail_one
 from webhooks import payloads, services, transport
 from webhooks.models import Delivery, Endpoint, Event
 
 ALL = list(CATALOGUE)
-
-
-@register("tests.webhooks.fails")
-def fails(context):
-    if context.operation.retry_number == 0:
-        raise PermanentError("invalid_input", "told to fail")
-    return {}
-
-
-@pytest.fixture(scope="module")
-def receiver():
-    with receiver_process() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def loopback_allowed(settings):
-    settings.WEBHOOKS = {**settings.WEBHOOKS, "ALLOWED_NETWORKS": ["127.0.0.1/32"],
-                         "TIMEOUT": 2.0}
 
 
 @pytest.fixture
@@ -63,25 +41,6 @@ def endpoint(user, receiver):
     point = services.create_endpoint(user, url=receiver.url, event_types=ALL)
     receiver.mode("ok", secrets=[point.secret], clear=True)
     return point
-
-
-def deliver_all() -> list[Operation]:
-    """Run every pending delivery once, oldest first."""
-    ran = []
-    for operation in Operation.objects.filter(kind="webhooks.deliver",
-                                              status=Status.PENDING).order_by("created_at"):
-        runner.run(operation.pk)
-        operation.refresh_from_db()
-        ran.append(operation)
-    return ran
-
-
-def fail_one(user) -> Operation:
-    operation = submit("tests.webhooks.fails", user, {})
-    runner.run(operation.pk)
-    operation.refresh_from_db()
-    assert operation.status == Status.FAILED
-    return operation
 
 
 # --- where a delivery may go ------------------------------------------------------------------

@@ -3,33 +3,13 @@ actions say what they did and what they skipped; /metrics counts endpoints by st
 import pytest
 
 from operations import rollups, runner
-from operations.errors import PermanentError
-from operations.kinds import register
 from operations.models import Operation
-from operations.services import submit
 from tests.factories import UserFactory
-from tests.webhooks_helpers import receiver_process
+from tests.webhooks_helpers import fail_one
 from webhooks import services
 from webhooks.models import Delivery, Endpoint
 
 pytestmark = pytest.mark.django_db
-
-
-@register("tests.webhooks_admin.fails")
-def fails(context):
-    raise PermanentError("invalid_input", "told to fail")
-
-
-@pytest.fixture(scope="module")
-def receiver():
-    with receiver_process() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def loopback_allowed(settings):
-    settings.WEBHOOKS = {**settings.WEBHOOKS, "ALLOWED_NETWORKS": ["127.0.0.1/32"],
-                         "TIMEOUT": 2.0}
 
 
 @pytest.fixture
@@ -42,7 +22,7 @@ def staff_client(client):
 def failed_delivery(user, receiver):
     endpoint = services.create_endpoint(user, url=receiver.url, event_types=["operation.failed"])
     receiver.mode("reject", secrets=[endpoint.secret], clear=True)
-    runner.run(submit("tests.webhooks_admin.fails", user, {}).pk)
+    fail_one(user)
     runner.run(Operation.objects.get(kind="webhooks.deliver").pk)
     return Delivery.objects.get()
 

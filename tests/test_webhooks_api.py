@@ -3,32 +3,12 @@ rotation), deliveries can be listed and resent, and every refusal has its code."
 import pytest
 
 from operations import runner
-from operations.errors import PermanentError
-from operations.kinds import register
 from operations.models import Operation, Status
-from operations.services import submit
-from tests.webhooks_helpers import receiver_process
+from tests.webhooks_helpers import fail_one
 from webhooks.models import Endpoint
 
 pytestmark = pytest.mark.django_db
 BASE = "/api/v1/webhooks/"
-
-
-@register("tests.webhooks_api.fails")
-def fails(context):
-    raise PermanentError("invalid_input", "told to fail")
-
-
-@pytest.fixture(scope="module")
-def receiver():
-    with receiver_process() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def loopback_allowed(settings):
-    settings.WEBHOOKS = {**settings.WEBHOOKS, "ALLOWED_NETWORKS": ["127.0.0.1/32"],
-                         "TIMEOUT": 2.0}
 
 
 def create(api, url, types=("operation.failed",)):
@@ -82,8 +62,7 @@ def test_deliveries_test_event_and_resend(api, user, receiver):
     answer = create(api, receiver.url)
     endpoint_id, secret = answer.json()["id"], answer.json()["secret"]
     receiver.mode("reject", secrets=[secret], clear=True)
-    operation = submit("tests.webhooks_api.fails", user, {})
-    runner.run(operation.pk)
+    operation = fail_one(user)
     tested = api.post(f"{BASE}{endpoint_id}/test/")
     assert tested.status_code == 202 and tested.json()["event_type"] == "webhook.test"
     for delivery in Operation.objects.filter(kind="webhooks.deliver"):

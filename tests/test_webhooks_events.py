@@ -7,29 +7,17 @@ import pytest
 from django.core.files import File
 
 from imports.passes import accept_upload
-from operations import gates, runner
+from operations import gates
 from operations.events import CATALOGUE
 from operations.models import Gate, Operation, Status
 from tests import batches_helpers, executions_helpers
 from tests.imports_helpers import sample_bytes
 from tests.running import run_until_settled
-from tests.webhooks_helpers import receiver_process
+from tests.webhooks_helpers import deliver_all
 from webhooks import payloads, services
 from webhooks.models import Event
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(scope="module")
-def receiver():
-    with receiver_process() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def loopback_allowed(settings):
-    settings.WEBHOOKS = {**settings.WEBHOOKS, "ALLOWED_NETWORKS": ["127.0.0.1/32"],
-                         "TIMEOUT": 2.0}
 
 
 @pytest.fixture
@@ -39,12 +27,6 @@ def endpoints(user, receiver):
                                     event_types=["job.finished", "operation.failed"])
     receiver.mode("ok", secrets=[everything.secret, some.secret], clear=True)
     return everything, some
-
-
-def deliver_all():
-    for operation in Operation.objects.filter(kind="webhooks.deliver",
-                                              status=Status.PENDING).order_by("created_at"):
-        runner.run(operation.pk)
 
 
 def received(receiver) -> list[dict]:

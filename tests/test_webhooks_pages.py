@@ -2,31 +2,11 @@
 import pytest
 
 from operations import runner
-from operations.errors import PermanentError
-from operations.kinds import register
 from operations.models import Operation, Status
-from operations.services import submit
-from tests.webhooks_helpers import receiver_process
+from tests.webhooks_helpers import fail_one
 from webhooks.models import Endpoint
 
 pytestmark = pytest.mark.django_db
-
-
-@register("tests.webhooks_pages.fails")
-def fails(context):
-    raise PermanentError("invalid_input", "told to fail")
-
-
-@pytest.fixture(scope="module")
-def receiver():
-    with receiver_process() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def loopback_allowed(settings):
-    settings.WEBHOOKS = {**settings.WEBHOOKS, "ALLOWED_NETWORKS": ["127.0.0.1/32"],
-                         "TIMEOUT": 2.0}
 
 
 def add(web, url, types=("operation.failed", "job.finished")):
@@ -59,7 +39,7 @@ def test_resend_a_failed_delivery_with_and_without_javascript(web, user, receive
     endpoint = Endpoint.objects.get()
     receiver.mode("reject", secrets=[endpoint.secret], clear=True)
     for _ in range(2):
-        runner.run(submit("tests.webhooks_pages.fails", user, {}).pk)
+        fail_one(user)
     for delivery in Operation.objects.filter(kind="webhooks.deliver"):
         runner.run(delivery.pk)
     page = web.get(endpoint.get_absolute_url()).content.decode()

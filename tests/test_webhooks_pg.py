@@ -20,10 +20,6 @@ FAST = dict(REBOUND_WEBHOOK_FIRST_RETRY=0.2, REBOUND_GATE_COOLDOWN=0.5,
             REBOUND_GATE_COOLDOWN_MAX=1, REBOUND_GATE_SLOW_START=20, REBOUND_DISPATCH_TICK=0.05)
 
 
-@pytest.fixture(autouse=True)
-def loopback_allowed(settings):
-    settings.WEBHOOKS = {**settings.WEBHOOKS, "ALLOWED_NETWORKS": ["127.0.0.1/32"]}
-
 
 def emit(user, n: int, start: int = 0) -> None:
     for i in range(start, start + n):

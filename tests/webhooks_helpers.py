@@ -1,13 +1,46 @@
-"""A webhook receiver process for tests (tests/webhook_receiver.py) and a resolver that
-answers the names tests choose, so no test ever asks a real DNS server."""
+"""Webhooks in tests: a receiver process (tests/webhook_receiver.py), names that resolve
+from a list (never DNS), an operation that fails for good, and running deliveries here."""
 import subprocess
 import sys
 from contextlib import contextmanager
 
 import requests
 
+from operations import runner
+from operations.errors import PermanentError
+from operations.kinds import register
+from operations.models import Operation, Status
+from operations.services import submit
 from tests.processes import ROOT, kill_group, wait_for
 from tests.stack import free_port
+
+
+@register("tests.webhooks.fails")
+def fails(context):
+    """Fails for good on its first run (an operation.failed event); a manual retry succeeds."""
+    if context.operation.retry_number == 0:
+        raise PermanentError("invalid_input", "told to fail")
+    return {}
+
+
+def fail_one(user) -> Operation:
+    """An operation of `user` that failed for good (its follow-ups emitted the event)."""
+    operation = submit("tests.webhooks.fails", user, {})
+    runner.run(operation.pk)
+    operation.refresh_from_db()
+    assert operation.status == Status.FAILED
+    return operation
+
+
+def deliver_all() -> list[Operation]:
+    """Run every pending delivery once in this process, oldest first."""
+    ran = []
+    for operation in Operation.objects.filter(kind="webhooks.deliver",
+                                              status=Status.PENDING).order_by("created_at"):
+        runner.run(operation.pk)
+        operation.refresh_from_db()
+        ran.append(operation)
+    return ran
 
 
 class Receiver:
