@@ -49,9 +49,13 @@ def seaweedfs(data_dir: Path):
         "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
         "filer.port.grpc", "s3.port", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance")}
     log = open(data_dir / "weed.log", "w")
+    # Each test writes to a bucket of its own, and each bucket (a SeaweedFS collection) takes
+    # 7 volumes at its first write: 50 slots ran out at the 8th bucket of a run ("Not enough
+    # data nodes found"). Volumes are files created on use, so the slots cost nothing unused.
     process = subprocess.Popen(
         [weed(), "server", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-         "-filer", "-s3", "-master.volumeSizeLimitMB=64", "-volume.max=50", "-master.telemetry=false",
+         "-filer", "-s3", "-master.volumeSizeLimitMB=64", "-volume.max=2000",
+         "-master.telemetry=false",
          *[f"-{flag}={port}" for flag, port in ports.items()]],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     endpoint = f"http://127.0.0.1:{ports['s3.port']}"
