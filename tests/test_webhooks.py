@@ -3,6 +3,7 @@ signed deliveries, answers are judged, endpoints are turned off, secrets rotate,
 delivery reaches an address it may not (connecting is only ever tried on loopback)."""
 import ipaddress
 import socket
+import subprocess
 from datetime import timedelta
 
 import pytest
@@ -12,7 +13,7 @@ from operations import dispatcher, followups, runner
 from operations.events import CATALOGUE
 from operations.models import Notification, Operation, Status
 from tests.running import make_due
-from tests.webhooks_helpers import Names, deliver_all, fail_one
+from tests.webhooks_helpers import Names, deliver_all, fail_one, receiver_process
 from webhooks import payloads, services, transport
 from webhooks.models import Delivery, Endpoint, Event
 
@@ -354,3 +355,39 @@ def test_a_sloppy_answer_does_not_spoil_the_next_delivery(user, receiver, endpoi
         fail_one(user)
     assert [op.status for op in deliver_all()] == [Status.COMPLETED] * 3
     assert sorted(receiver.seen()["counts"].values()) == [1, 1, 1]
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for the name hooks.test (and 127.0.0.1, for the receiver's
+    control calls)."""
+    folder = tmp_path_factory.mktemp("tls")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(folder / "key.pem"), "-out", str(folder / "cert.pem"),
+                    "-subj", "/CN=hooks.test",
+                    "-addext", "subjectAltName=DNS:hooks.test,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return folder / "cert.pem", folder / "key.pem"
+
+
+def test_https_connects_to_the_checked_address_and_checks_the_certificate_for_the_name(
+        user, names, certificate, monkeypatch):
+    names.answers.update({"hooks.test": "127.0.0.1", "other.test": "127.0.0.1"})
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate[0]))  # trust this one
+    with receiver_process(tls=certificate) as tls_receiver:
+        right = services.create_endpoint(
+            user, url=f"https://hooks.test:{tls_receiver.port}/hook", event_types=ALL)
+        tls_receiver.mode("ok", secrets=[right.secret])
+        fail_one(user)
+        [delivery] = deliver_all()
+        assert delivery.status == Status.COMPLETED  # pinned to 127.0.0.1, verified as hooks.test
+        assert [s["verified"] for s in tls_receiver.deliveries()] == [True]
+        services.update_endpoint(right, enabled=False)
+        # The same address under a name the certificate does not carry: refused by TLS.
+        services.create_endpoint(user, url=f"https://other.test:{tls_receiver.port}/hook",
+                                 event_types=ALL)
+        fail_one(user)
+        [delivery] = deliver_all()
+        assert delivery.error_code == "webhook_unreachable"
+        assert "SSLError" in delivery.error_detail
+        assert len(tls_receiver.deliveries()) == 1

@@ -2,7 +2,7 @@
 delivery's signature with `standardwebhooks`, counts deliveries by `webhook-id`, and can be told
 to fail (500), hang, answer 410 or 429, or accept again. POST /redirect answers 307 to /hook.
 
-    python tests/webhook_receiver.py --port 8123 --secret whsec_...
+    python tests/webhook_receiver.py --port 8123 --secret whsec_... [--tls CERT KEY]
 
 Control (JSON): POST /_mode {"mode": "ok|fail|hang|gone|throttle", "secrets": [...]},
 GET /_seen -> {"deliveries": [{"id", "type", "verified", "at", "answered"}], "counts": {id: n}}.
@@ -104,10 +104,17 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--secret", action="append", default=[])
     parser.add_argument("--mode", default="ok")
+    parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve https")
     args = parser.parse_args()
     STATE["secrets"], STATE["mode"] = args.secret, args.mode
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
+    if args.tls:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*args.tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     server.serve_forever()
 
 

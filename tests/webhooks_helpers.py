@@ -44,35 +44,40 @@ def deliver_all() -> list[Operation]:
 
 
 class Receiver:
-    def __init__(self, port: int, process):
+    def __init__(self, port: int, process, ca=None):
         self.port, self.process = port, process
-        self.base = f"http://127.0.0.1:{port}"
+        self.base = f"{'https' if ca else 'http'}://127.0.0.1:{port}"
         self.url = f"{self.base}/hook"
+        self.verify = str(ca) if ca else True  # the control calls trust its certificate
 
     def mode(self, mode: str = "ok", *, secrets=None, clear: bool = False) -> None:
         change = {"mode": mode, "clear": clear}
         if secrets is not None:
             change["secrets"] = list(secrets)
-        requests.post(f"{self.base}/_mode", json=change, timeout=5).raise_for_status()
+        requests.post(f"{self.base}/_mode", json=change, timeout=5,
+                      verify=self.verify).raise_for_status()
 
     def seen(self) -> dict:
-        return requests.get(f"{self.base}/_seen", timeout=5).json()
+        return requests.get(f"{self.base}/_seen", timeout=5, verify=self.verify).json()
 
     def deliveries(self) -> list[dict]:
         return self.seen()["deliveries"]
 
 
 @contextmanager
-def receiver_process(port: int | None = None, log=None):
+def receiver_process(port: int | None = None, log=None, tls=None):
+    """`tls`: (certificate, key) files: it serves https, for the names in the certificate."""
     port = port or free_port()
-    process = subprocess.Popen([sys.executable, "tests/webhook_receiver.py", "--port", str(port)],
+    process = subprocess.Popen([sys.executable, "tests/webhook_receiver.py", "--port", str(port),
+                                *(["--tls", *map(str, tls)] if tls else [])],
                                cwd=ROOT, stdout=log or subprocess.DEVNULL,
                                stderr=subprocess.STDOUT, start_new_session=True)
-    receiver = Receiver(port, process)
+    receiver = Receiver(port, process, ca=tls[0] if tls else None)
 
     def up():
         try:
-            return requests.get(f"{receiver.base}/_seen", timeout=0.5).ok
+            return requests.get(f"{receiver.base}/_seen", timeout=0.5,
+                                verify=receiver.verify).ok
         except requests.ConnectionError:
             return False
 
