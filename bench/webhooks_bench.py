@@ -24,20 +24,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.ai_bench import free_port  # noqa: E402
 from bench.engine_bench import PG, recreate_database  # noqa: E402
+from bench.sustained_bench import wait  # noqa: E402
 
 ENV = {"DATABASE_URL": PG, "REDIS_URL": "", "REBOUND_WORKERS": "2", "REBOUND_Q_SAVE_LIMIT": "0",
        "DJANGO_SETTINGS_MODULE": "config.settings", "REBOUND_LOG_LEVEL": "WARNING",
        "REBOUND_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32", "REBOUND_WEBHOOK_PUBLIC": "false",
        "REBOUND_WEBHOOK_HOSTS": "", "PYTHONPATH": str(ROOT)}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def receiver(port: int, secret: str) -> subprocess.Popen:
@@ -50,15 +44,6 @@ def seen(port: int) -> list[dict]:
     import requests
 
     return requests.get(f"http://127.0.0.1:{port}/_seen", timeout=30).json()["deliveries"]
-
-
-def wait(predicate, timeout: float, interval: float = 0.2) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 def baseline(n: int) -> float:

@@ -33,11 +33,12 @@ def _shared_broker():
     return _broker
 
 
-def workers_woken(broker) -> bool:
-    """Would a message now only be taken after a drain had run this operation anyway?"""
+def room(broker) -> int | None:
+    """How many more messages would wake a worker that is not woken yet (each drains the
+    queue after this commit); None when workers do not drain: one message, one operation."""
     if settings.REBOUND["DRAIN_SECONDS"] <= 0:
-        return False  # workers do not drain: one message, one operation
-    return untaken(broker) >= settings.Q_CLUSTER["workers"]
+        return None
+    return max(settings.Q_CLUSTER["workers"] - untaken(broker), 0)
 
 
 def untaken(broker) -> int:
@@ -57,8 +58,8 @@ def enqueue_now(operation_id, *, coalesce: bool = True) -> bool:
     engine keeps the history, so django-q2's own result row is not saved."""
     try:
         broker = _shared_broker()
-        if coalesce and workers_woken(broker):
-            return True
+        if coalesce and room(broker) == 0:
+            return True  # a message that waits already wakes a worker that will drain it
         async_task("operations.tasks.run_operation",
                    "" if operation_id is None else str(operation_id),
                    q_options={"task_name": f"op-{operation_id or 'drain'}",
@@ -81,20 +82,16 @@ def enqueue_on_commit(operation_id) -> None:
 
 def enqueue_all_on_commit(operation_ids) -> None:
     """Deliver many operations committed together: one message each when workers do not
-    drain; otherwise only as many as it takes to wake every worker (each drains the queue
-    after this commit, so the rest are taken by them)."""
+    drain, otherwise only the messages that wake the workers not woken yet."""
     ids = list(operation_ids)
 
     def enqueue():
-        chosen = ids
-        if settings.REBOUND["DRAIN_SECONDS"] > 0:
-            try:
-                room = settings.Q_CLUSTER["workers"] - untaken(_shared_broker())
-            except Exception:  # noqa: BLE001 - a broker outage must not fail the request
-                log.exception("could not count the broker's messages; the sweep delivers")
-                return
-            chosen = ids[:max(room, 0)]
-        for operation_id in chosen:
+        try:
+            free = room(_shared_broker())
+        except Exception:  # noqa: BLE001 - a broker outage must not fail the request
+            log.exception("could not count the broker's messages; the sweep delivers")
+            return
+        for operation_id in ids if free is None else ids[:free]:
             enqueue_now(operation_id, coalesce=False)
 
     transaction.on_commit(enqueue, robust=True)

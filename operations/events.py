@@ -61,6 +61,12 @@ def emit(type: str, owner_id: int, data: dict, *, key: str) -> None:
         listener(event)
 
 
+# What `operation_data` reads of an operation (code that loads operations to announce them
+# loads only these).
+OPERATION_FIELDS = ("pk", "kind", "owner_id", "status", "attempt_count", "retry_number",
+                    "dependency", "error_code", "error_message", "root_id")
+
+
 def operation_data(operation, status: str | None = None) -> dict:
     """The `operation` object of the operation.* events (and of the workloads' events)."""
     error = ({"code": operation.error_code, "message": operation.error_message}

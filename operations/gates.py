@@ -8,8 +8,8 @@ per dependency from the Attempt rows: 5 in a row, or at least half of at least 1
 `waiting`), spending no attempt. After a cool-down (5 s, doubling to 30 s while probes fail,
 with jitter) the dispatcher lets the oldest waiting operation through as the probe
 (half-open); its success closes the gate, and the waiting work is released oldest first at a
-slow start (a few per second, doubling every second). A 429 or a Retry-After holds the whole gate until that time. Staff can
-hold a gate open and release it.
+slow start (a few per second, doubling every second). A 429 or a Retry-After holds the whole
+gate until that time. Staff can hold a gate open and release it.
 
 Like pybreaker's and Saleor's breakers, with two differences: the state lives in the database
 (every host sees one gate; each change is a conditional UPDATE on the state it came from, so two

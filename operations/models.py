@@ -374,9 +374,8 @@ class Operation(models.Model):
         with transaction.atomic():
             # Locked, so the rows this UPDATE moves are exactly the ones announced; one a
             # worker holds (claiming it) is left for the next tick.
-            parked = list(candidates.select_for_update(skip_locked=True).only(
-                "pk", "kind", "owner_id", "status", "attempt_count", "retry_number",
-                "dependency", "error_code", "error_message", "root_id"))
+            parked = list(candidates.select_for_update(skip_locked=True)
+                          .only(*events.OPERATION_FIELDS))
             if not parked:
                 return 0
             cls.objects.filter(pk__in=[op.pk for op in parked]).update(
@@ -395,7 +394,7 @@ class Operation(models.Model):
                     updated_at=Now()):
                 return False
             if events.listening():
-                operation = Operation.objects.get(pk=self.pk)
+                operation = Operation.objects.only(*events.OPERATION_FIELDS).get(pk=self.pk)
                 events.about_operation("operation.resumed", operation, once=False)
         return True
 
@@ -419,12 +418,19 @@ class Operation(models.Model):
             enqueued_at=Now()) == 1
 
     def cancel(self) -> bool:
-        """pending | retry_scheduled -> cancelled. False: already running or finished."""
-        won = self._this().filter(status__in=CANCELLABLE).update(
-            status=Status.CANCELLED, next_attempt_at=None, finished_at=Now(), updated_at=Now())
+        """pending | retry_scheduled | waiting -> cancelled. False: already running or
+        finished."""
+        won = Operation.cancel_all(self._this())
         if won:
             self.refresh_from_db()
         return won == 1
+
+    @classmethod
+    def cancel_all(cls, operations) -> int:
+        """The same for every operation of a queryset that has not started, in one UPDATE
+        (work its workload no longer wants: a deleted webhook endpoint's deliveries)."""
+        return operations.filter(status__in=CANCELLABLE).update(
+            status=Status.CANCELLED, next_attempt_at=None, finished_at=Now(), updated_at=Now())
 
 
 def _error_fields(error) -> dict:

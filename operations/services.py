@@ -18,8 +18,7 @@ from django.db.models.functions import Now
 
 from operations import kinds
 from operations.delivery import enqueue_all_on_commit, enqueue_on_commit
-from operations.models import (CANCELLABLE, Channel, Operation, SendWindow, Status, Trigger,
-                               db_now_plus)
+from operations.models import Channel, Operation, SendWindow, Status, Trigger, db_now_plus
 from operations.refusals import declare
 
 log = logging.getLogger("rebound.retry")
@@ -53,12 +52,8 @@ def submit(kind: str, owner, input: dict, *, channel=Channel.AUTO, triggered_by=
     With a `dedupe_key`, submitting the same key again (two racing completions that both
     start the next step, a follow-up run twice) returns the operation that exists instead.
     """
-    spec = kinds.get(kind)
-    if dependency is None:
-        dependency = spec.dependency(input) if spec.dependency else ""
-    fields = dict(kind=kind, owner=owner, input=input, checkpoint=checkpoint, dependency=dependency,
-                  max_attempts=spec.policy.max_attempts, channel=channel,
-                  triggered_by=triggered_by or owner, enqueued_at=Now(), dedupe_key=dedupe_key)
+    fields = _new_fields(kind, owner, input, dependency, channel=channel,
+                         triggered_by=triggered_by, checkpoint=checkpoint, dedupe_key=dedupe_key)
     if dedupe_key is None:
         operation = Operation.objects.create(**fields)
     else:
@@ -77,18 +72,26 @@ def submit(kind: str, owner, input: dict, *, channel=Channel.AUTO, triggered_by=
 
 def submit_many(kind: str, owner, inputs: list[dict], *,
                 dependencies: list[str] | None = None) -> list[Operation]:
-    """Pending operations of one kind for one owner, in one INSERT (a fan-out: one event to
-    every endpoint that wants it); each is delivered after commit, as with `submit`."""
-    spec = kinds.get(kind)
-    if dependencies is None:
-        dependencies = [spec.dependency(i) if spec.dependency else "" for i in inputs]
+    """Pending operations of one kind for one owner, as `submit` makes them, in one INSERT (a
+    fan-out: one event to every endpoint that wants it); delivered after commit."""
+    dependencies = dependencies or [None] * len(inputs)
     operations = Operation.objects.bulk_create([
-        Operation(kind=kind, owner=owner, input=input, dependency=dependency,
-                  max_attempts=spec.policy.max_attempts, channel=Channel.AUTO,
-                  triggered_by=owner, enqueued_at=Now())
+        Operation(**_new_fields(kind, owner, input, dependency))
         for input, dependency in zip(inputs, dependencies, strict=True)])
     enqueue_all_on_commit(operation.pk for operation in operations)
     return operations
+
+
+def _new_fields(kind: str, owner, input: dict, dependency: str | None, *,
+                channel=Channel.AUTO, triggered_by=None, checkpoint=None,
+                dedupe_key: str | None = None) -> dict:
+    """A new pending operation's fields (`dependency` None: what its kind derives)."""
+    spec = kinds.get(kind)
+    if dependency is None:
+        dependency = spec.dependency(input) if spec.dependency else ""
+    return dict(kind=kind, owner=owner, input=input, checkpoint=checkpoint,
+                dependency=dependency, max_attempts=spec.policy.max_attempts, channel=channel,
+                triggered_by=triggered_by or owner, enqueued_at=Now(), dedupe_key=dedupe_key)
 
 
 @dataclass
@@ -316,14 +319,6 @@ def retry_failed(operations, *, by, channel: str, reason: str = "", dry_run: boo
              channel, dry_run, eligible, skipped)
     return {"eligible": eligible, "retried": retried, "skipped": skipped,
             "by_error": dict(by_error.most_common())}
-
-
-def cancel_all(operations) -> int:
-    """Cancel every operation of this queryset that has not started (pending, scheduled or
-    waiting), in one UPDATE: work its workload no longer wants (a deleted webhook endpoint's
-    deliveries). Returns how many were cancelled."""
-    return operations.filter(status__in=CANCELLABLE).update(
-        status=Status.CANCELLED, next_attempt_at=None, finished_at=Now(), updated_at=Now())
 
 
 def cancel_operation(operation_id, *, by, staff: bool = False) -> Operation:

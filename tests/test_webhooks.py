@@ -391,3 +391,26 @@ def test_https_connects_to_the_checked_address_and_checks_the_certificate_for_th
         assert delivery.error_code == "webhook_unreachable"
         assert "SSLError" in delivery.error_detail
         assert len(tls_receiver.deliveries()) == 1
+
+
+def test_deliveries_wait_for_their_endpoint_longer_than_other_work(user, endpoint, settings):
+    from operations import gates
+
+    settings.REBOUND = {**settings.REBOUND, "WAIT_LIMIT_SECONDS": 86400.0}
+    two_days_ago = timezone.now() - timedelta(days=2)
+    other = Operation.objects.create(kind="diagnostics.noop", owner=user, triggered_by=user,
+                                     dependency="inference:eu-west", status=Status.WAITING,
+                                     waiting_since=two_days_ago)
+    services.send_test(endpoint)
+    delivery = Operation.objects.get(kind="webhooks.deliver")
+    Operation.objects.filter(pk=delivery.pk).update(status=Status.WAITING,
+                                                    waiting_since=two_days_ago)
+    assert gates._give_up_waiting() == 1  # the other work, past REBOUND_WAIT_LIMIT (1 day)
+    other.refresh_from_db()
+    delivery.refresh_from_db()
+    assert other.status == Status.FAILED and delivery.status == Status.WAITING
+    Operation.objects.filter(pk=delivery.pk).update(
+        waiting_since=timezone.now() - timedelta(days=3, seconds=1))
+    assert gates._give_up_waiting() == 1  # the delivery, past its own 3 days
+    delivery.refresh_from_db()
+    assert delivery.status == Status.FAILED and delivery.error_code == "dependency_down"

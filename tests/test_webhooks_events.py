@@ -7,9 +7,12 @@ import pytest
 from django.core.files import File
 
 from imports.passes import accept_upload
-from operations import gates
+from operations import gates, runner
+from operations.errors import TransientError
+from operations.kinds import register
 from operations.events import CATALOGUE
 from operations.models import Gate, Operation, Status
+from operations.services import submit
 from tests import batches_helpers, executions_helpers
 from tests.imports_helpers import sample_bytes
 from tests.running import run_until_settled
@@ -122,3 +125,27 @@ def test_every_type_in_the_catalogue_is_covered_by_a_test_above():
                "operation.resumed", "job.finished", "batch.phase_failed", "batch.finished",
                "import.full_pass.completed", "import.full_pass.failed"}
     assert covered == set(CATALOGUE)
+
+
+@register("tests.webhooks_events.away")
+def away(context):
+    raise TransientError("ai_unavailable", "the service is away", dependency_down=True)
+
+
+def test_an_attempt_that_finds_its_service_down_tells_waiting(user, endpoints, receiver):
+    # Five failures in a row open the gate: the fifth goes back to wait for it (hand_back),
+    # and the four scheduled to retry are parked behind it; each is told once.
+    operations = [submit("tests.webhooks_events.away", user, {}, dependency="tests:away")
+                  for _ in range(5)]
+    for operation in operations:
+        runner.run(operation.pk)
+    assert set(Operation.objects.filter(pk__in=[o.pk for o in operations])
+               .values_list("status", flat=True)) == {Status.WAITING}
+    deliver_all()
+    seen = [s for s in received(receiver) if s["path"] == "/hook"]  # the endpoint for all
+    assert [s["type"] for s in seen] == ["operation.waiting"] * 5
+    told = {s["data"]["operation"]["id"]: s["data"]["operation"] for s in seen}
+    assert set(told) == {str(o.pk) for o in operations}
+    handed_back = told[str(operations[-1].pk)]
+    assert handed_back["status"] == "waiting" and handed_back["attempts"] == 1
+    assert handed_back["error"]["code"] == "ai_unavailable"

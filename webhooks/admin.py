@@ -40,17 +40,19 @@ class EndpointAdmin(admin.ModelAdmin):
 
     @admin.action(description="Turn off")
     def turn_off(self, request, queryset):
-        changed = queryset.filter(enabled=True)
-        skipped = Counter({"already off": queryset.count() - changed.count()})
-        n = sum(bool(services.update_endpoint(e, enabled=False)) for e in changed)
-        report_message(self, request, f"Turned off {n}", +skipped)
+        self._switch(request, queryset, on=False)
 
     @admin.action(description="Turn on")
     def turn_on(self, request, queryset):
-        changed = queryset.filter(enabled=False)
-        skipped = Counter({"already on": queryset.count() - changed.count()})
-        n = sum(bool(services.update_endpoint(e, enabled=True)) for e in changed)
-        report_message(self, request, f"Turned on {n}", +skipped)
+        self._switch(request, queryset, on=True)
+
+    def _switch(self, request, queryset, *, on: bool):
+        state = "on" if on else "off"
+        changed = list(queryset.filter(enabled=not on))
+        for endpoint in changed:
+            services.update_endpoint(endpoint, enabled=on)
+        report_message(self, request, f"Turned {state} {len(changed)}",
+                       +Counter({f"already {state}": queryset.count() - len(changed)}))
 
     @admin.action(description="Resend what they missed (failed deliveries)")
     def resend_missed(self, request, queryset):

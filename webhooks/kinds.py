@@ -17,7 +17,6 @@ from operations.retry_policy import RetryPolicy
 from webhooks import payloads, services, transport
 from webhooks.models import Delivery
 
-KIND = "webhooks.deliver"
 RETRY_AFTER_CAP = 6 * 3600.0
 DELIVERY = RetryPolicy(max_attempts=15, base_delay=settings.WEBHOOKS["FIRST_RETRY_SECONDS"],
                        factor=3.0, max_delay=8 * 3600.0, time_limit=60.0)
@@ -57,7 +56,7 @@ def dependency_of(input: dict) -> str:
     return f"webhook:{input.get('endpoint_id')}"
 
 
-@register(KIND, policy=DELIVERY, label="Webhook delivery", input_available=_exists,
+@register(services.KIND, policy=DELIVERY, label="Webhook delivery", input_available=_exists,
           dependency=dependency_of, quiet=True,
           wait_limit=settings.WEBHOOKS["GIVE_UP_SECONDS"])
 def deliver(context):

@@ -7,7 +7,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -15,14 +14,14 @@ from operations.chains import latest_of
 from operations.events import CATALOGUE
 from operations.models import Channel, Notification, Operation, Status
 from operations.refusals import declare
-from operations.services import (INVALID, RetryRefused, cancel_all, retry_failed,
-                                 retry_operation, submit_many)
+from operations.services import (INVALID, RetryRefused, retry_failed, retry_operation,
+                                 submit_many)
 from webhooks import payloads, transport
 from webhooks.models import Delivery, Endpoint, Event
 
 log = logging.getLogger("rebound.webhooks")
 
-KIND = "webhooks.deliver"
+KIND = "webhooks.deliver"  # the delivery kind (webhooks.kinds registers it)
 ROTATION = timedelta(hours=24)  # both secrets sign for this long after a rotation
 MAX_ENDPOINTS = 20
 URL_REFUSED = declare("url_refused", 400,
@@ -117,7 +116,8 @@ def rotate_secret(endpoint: Endpoint) -> Endpoint:
 def delete_endpoint(endpoint: Endpoint) -> None:
     """Its deliveries go with it; their operations stay in the history (unreferenced)."""
     with transaction.atomic():
-        cancel_all(Operation.objects.filter(kind=KIND, dependency=endpoint.dependency))
+        Operation.cancel_all(Operation.objects.filter(kind=KIND,
+                                                      dependency=endpoint.dependency))
         endpoint.delete()
 
 
@@ -128,9 +128,7 @@ def fan_out(event) -> int:
     and start one delivery per endpoint, in the transaction that made the event true. The
     same key asked for again starts nothing."""
     endpoints = [endpoint for endpoint in Endpoint.objects.select_related("owner").filter(
-                     owner_id=event.owner_id,
-                                                                  enabled=True)
-                 if event.type in endpoint.event_types]
+                 owner_id=event.owner_id, enabled=True) if event.type in endpoint.event_types]
     if not endpoints:
         return 0
     try:
@@ -153,10 +151,15 @@ def start_deliveries(event: Event, endpoints: list[Endpoint]) -> list[Delivery]:
         for endpoint, operation in zip(endpoints, operations, strict=True)])
 
 
-def send_test(endpoint: Endpoint) -> Delivery:
+def check_enabled(endpoint: Endpoint) -> None:
+    """Nothing is sent to an endpoint that is turned off, not even by hand."""
     if not endpoint.enabled:
         raise RetryRefused(ENDPOINT_DISABLED, 409,
                            "This endpoint is turned off; turn it on to send to it.")
+
+
+def send_test(endpoint: Endpoint) -> Delivery:
+    check_enabled(endpoint)
     with transaction.atomic():
         event = Event.objects.create(
             key=f"{payloads.TEST}:{endpoint.pk}:{random_secrets.token_hex(8)}",
@@ -230,25 +233,23 @@ def deliveries(endpoint: Endpoint, limit: int = 50) -> list[Delivery]:
                        .order_by("-created_at", "-id")[:limit])
 
 
-def latest_operation(delivery: Delivery) -> Operation | None:
-    return Operation.objects.filter(Q(pk=delivery.operation_id) | Q(root_id=delivery.operation_id),
-                                    child__isnull=True).first()
+def latest_operation(delivery: Delivery) -> Operation:
+    """The operation that speaks for the delivery now (its latest Resend, or the first)."""
+    return latest_of([delivery.operation_id])[delivery.operation_id].latest
 
 
 def resend(delivery: Delivery, *, by, channel: str = Channel.WEB, reason: str = "",
            staff: bool = False) -> Operation:
     """A manual retry of the delivery's failed operation, through the one retry path (its
     refusals and limits). The event keeps its webhook-id."""
-    if not delivery.endpoint.enabled:
-        raise RetryRefused(ENDPOINT_DISABLED, 409,
-                           "This endpoint is turned off; turn it on to send to it.")
+    check_enabled(delivery.endpoint)
     latest = latest_operation(delivery)
     return retry_operation(latest.pk, by=by, channel=channel, reason=reason, staff=staff)
 
 
 def missed(endpoint: Endpoint) -> list[Operation]:
-    """The failed deliveries of this endpoint since it began to fail (or was turned off): what
-    re-enabling it offers to resend."""
+    """Every delivery of this endpoint that failed and was not resent since: what turning it
+    back on offers to resend."""
     firsts = endpoint.deliveries.filter(delivered_at__isnull=True).values_list("operation_id",
                                                                                flat=True)
     chains = latest_of(firsts)
@@ -257,8 +258,6 @@ def missed(endpoint: Endpoint) -> list[Operation]:
 
 def resend_missed(endpoint: Endpoint, *, by, channel: str = Channel.WEB,
                   staff: bool = False) -> dict:
-    if not endpoint.enabled:
-        raise RetryRefused(ENDPOINT_DISABLED, 409,
-                           "This endpoint is turned off; turn it on to send to it.")
+    check_enabled(endpoint)
     return retry_failed(missed(endpoint), by=by, channel=channel,
                         reason="resend what the endpoint missed", staff=staff)

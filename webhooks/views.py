@@ -92,31 +92,40 @@ def _done(request, endpoint, level: str, message: str):
     return redirect(endpoint)
 
 
+def _attempt(request, endpoint, act):
+    """Run `act()`, which returns (level, message); a refusal is shown instead."""
+    try:
+        level, message = act()
+    except RetryRefused as refused:
+        level, message = "error", refused.message
+    return _done(request, endpoint, level, message)
+
+
 @login_required
 @require_POST
 @page_throttle(RetryThrottle)
 def delivery_resend(request, endpoint_id, delivery_id):
     endpoint = _endpoint(request, endpoint_id)
     delivery = get_object_or_404(endpoint.deliveries, pk=delivery_id)
-    try:
+
+    def resend():
         services.resend(delivery, by=request.user, channel=Channel.WEB,
                         reason=request.POST.get("reason", ""))
-        level, message = "success", f"Resending {delivery.event.type}."
-    except RetryRefused as refused:
-        level, message = "error", refused.message
-    return _done(request, endpoint, level, message)
+        return "success", f"Resending {delivery.event.type}."
+
+    return _attempt(request, endpoint, resend)
 
 
 @login_required
 @require_POST
 def endpoint_test(request, endpoint_id):
     endpoint = _endpoint(request, endpoint_id)
-    try:
+
+    def send():
         services.send_test(endpoint)
-        level, message = "success", "Test event on its way."
-    except RetryRefused as refused:
-        level, message = "error", refused.message
-    return _done(request, endpoint, level, message)
+        return "success", "Test event on its way."
+
+    return _attempt(request, endpoint, send)
 
 
 @login_required
@@ -124,17 +133,16 @@ def endpoint_test(request, endpoint_id):
 @page_throttle(RetryThrottle)
 def endpoint_resend_missed(request, endpoint_id):
     endpoint = _endpoint(request, endpoint_id)
-    try:
+
+    def resend_missed():
         report = services.resend_missed(endpoint, by=request.user, channel=Channel.WEB)
-        skipped = sum(report["skipped"].values())
-        level = "success" if report["retried"] else "error"
-        message = (f"Resending {len(report['retried'])} missed "
-                   f"deliver{'y' if len(report['retried']) == 1 else 'ies'}"
-                   + (f"; {skipped} skipped (at their retry limit or already resent)."
-                      if skipped else "."))
-    except RetryRefused as refused:
-        level, message = "error", refused.message
-    return _done(request, endpoint, level, message)
+        retried, skipped = len(report["retried"]), sum(report["skipped"].values())
+        return ("success" if retried else "error",
+                f"Resending {retried} missed deliver{'y' if retried == 1 else 'ies'}"
+                + (f"; {skipped} skipped (at their retry limit or already resent)."
+                   if skipped else "."))
+
+    return _attempt(request, endpoint, resend_missed)
 
 
 @login_required
