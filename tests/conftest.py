@@ -47,6 +47,25 @@ def refusals_answered():
     Client.request = original
 
 
+@pytest.fixture(scope="session", autouse=True)
+def flush_never_loses_a_deadlock():
+    """Processes a test starts (a stack, a cluster) may still be working while the test's
+    database is flushed. TRUNCATE takes every table in turn, so it can close a lock cycle with
+    one of their transactions; PostgreSQL then aborts whichever waiter checks first. The test
+    process checks last, so the process's transaction is the one aborted (and retried, as
+    every database error is there), never the flush that separates two tests."""
+    from django.db.backends.signals import connection_created
+
+    def patient(sender, connection, **kwargs):
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET deadlock_timeout = '20s'")
+
+    connection_created.connect(patient, weak=False, dispatch_uid="patient-flush")
+    yield
+    connection_created.disconnect(dispatch_uid="patient-flush")
+
+
 @pytest.fixture
 def user(db):
     return UserFactory(username="alice")
