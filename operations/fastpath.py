@@ -3,9 +3,13 @@ and its Attempt row in one statement, a completion and its Attempt in one, and â
 draining the queue â€” a completion and the next claim in one. Each is the same conditional
 write as the model methods (`Operation.claim_next`, `Operation.complete`), which it uses on
 other databases: the row count decides, and a row another claim holds is skipped (SKIP
-LOCKED), never waited for."""
+LOCKED), never waited for.
+
+These statements run prepared: PostgreSQL parses and plans each once per connection, where
+planning them (a few CTEs over a table with many indexes) cost more than running them."""
 import uuid
 
+import psycopg
 from django.db import connection
 
 from operations import gates
@@ -80,6 +84,19 @@ def _operation(row) -> Operation:
     return Operation.from_db(connection.alias, [f.attname for f in _FIELDS], values)
 
 
+def _fetchone(sql: str, params: dict):
+    """The first row of a hot statement, run as a prepared statement on Django's connection
+    (in its transaction, with its errors). Django's own queries bind on the client and are
+    never prepared; a threshold no count reaches leaves preparing to the statements here."""
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw.prepare_threshold is None:
+        raw.prepare_threshold = 2**31
+    with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchone()
+
+
 def _claim_params(holder: str) -> dict:
     blocked, probes = gates.blocked()
     return {"token": uuid.uuid4(), "holder": holder, "lease": lease_seconds(),
@@ -93,12 +110,10 @@ def claim_next(holder: str, pk=None) -> Operation | None:
     if connection.vendor != "postgresql":
         blocked, probes = gates.blocked()
         return Operation.claim_next(holder, pk, blocked=blocked, probes=probes)
-    with connection.cursor() as cursor:
-        if pk is None:
-            cursor.execute(_CLAIM_OLDEST, _claim_params(holder))
-        else:
-            cursor.execute(_CLAIM_ONE, {**_claim_params(holder), "pk": str(pk)})
-        row = cursor.fetchone()
+    if pk is None:
+        row = _fetchone(_CLAIM_OLDEST, _claim_params(holder))
+    else:
+        row = _fetchone(_CLAIM_ONE, {**_claim_params(holder), "pk": str(pk)})
     return _operation(row) if row else None
 
 
@@ -113,11 +128,8 @@ def complete(operation: Operation, token, number: int, result, *, also=None,
     params = {"done": operation.pk, "done_token": token, "number": number,
               "followup": operation.has_followups(Status.COMPLETED),
               "result": Operation._meta.get_field("result").get_db_prep_save(result, connection)}
-    with connection.cursor() as cursor:
-        if then_claim_for is None:
-            cursor.execute(_COMPLETE_ONLY, params)
-            return cursor.fetchone()[0] == 1, None
-        cursor.execute(_COMPLETE_AND_CLAIM, {**params, **_claim_params(then_claim_for)})
-        row = cursor.fetchone()
+    if then_claim_for is None:
+        return _fetchone(_COMPLETE_ONLY, params)[0] == 1, None
+    row = _fetchone(_COMPLETE_AND_CLAIM, {**params, **_claim_params(then_claim_for)})
     following = _operation(row[1:]) if row[1] is not None else None
     return row[0] == 1, following
