@@ -8,6 +8,14 @@ message is sent then (a round trip saved on each side). Nothing is stranded: a w
 was sent before this operation committed, so the worker that takes it drains after the
 commit; a worker whose time slice ends with work left sends one message on (`hand_off`); and
 the dispatcher's sweep re-delivers anything pending for REBOUND_REDELIVER_AFTER.
+
+On the Redis broker, a worker that is draining counts too: it says it is awake when it takes a
+message, and before it goes back to sleep it says so and then looks at the queue once more. A
+producer counts awake workers after its commit, so any worker it counted looks after that
+commit. Busy workers then take new work without one message per operation. A worker killed
+while awake counts for REBOUND_DRAIN_SECONDS + 1 s at most (the dispatcher forgets it sooner
+when it recovers the operation it held); counting it only ever saves a message that an awake
+worker makes unnecessary, so nothing waits longer than that.
 """
 import logging
 from django.conf import settings
@@ -15,6 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.brokers.orm import ORM
+from django_q.brokers.redis_broker import Redis
 from django_q.conf import Conf
 from django_q.models import OrmQ
 from django_q.tasks import async_task
@@ -38,18 +47,91 @@ def room(broker) -> int | None:
     queue after this commit); None when workers do not drain: one message, one operation."""
     if settings.REBOUND["DRAIN_SECONDS"] <= 0:
         return None
-    return max(settings.Q_CLUSTER["workers"] - untaken(broker), 0)
+    return max(settings.Q_CLUSTER["workers"] - woken(broker), 0)
 
 
-def untaken(broker) -> int:
-    """Messages no worker has taken yet (the ORM broker keeps taken ones, locked, until they
-    are acknowledged)."""
+def woken(broker) -> int:
+    """Messages no worker has taken yet, plus (on Redis) workers awake: each will look at the
+    queue after this commit. One round trip."""
     if isinstance(broker, ORM):
+        # Messages the ORM broker keeps unlocked (taken ones stay, locked, until acknowledged).
         # django-q2's queue_size() without its close_old_connections(), which costs this
-        # process a health-check query on its next statement: one count, one round trip.
+        # process a health-check query on its next statement.
         return OrmQ.objects.using(Conf.ORM).filter(key=broker.list_key,
                                                    lock__lte=timezone.now()).count()
+    if isinstance(broker, Redis):
+        untaken, awake = _script(broker, _WOKEN)(
+            keys=[broker.list_key, _awake_key(broker), _nudge_key(broker)],
+            args=[settings.Q_CLUSTER["workers"]])
+        return untaken + awake
     return broker.queue_size()
+
+
+# The awake workers of a queue: a sorted set of holders, scored by when their word expires
+# (Redis's clock, so hosts' clocks never matter). Counting them also nudges one that waits for
+# work (`nudged`); at most as many nudges as workers are kept.
+_NOW = "local t = redis.call('TIME'); local now = t[1] + t[2] / 1000000\n"
+_WOKEN = _NOW + """local awake = redis.call('ZCOUNT', KEYS[2], now, '+inf')
+if awake > 0 then
+    redis.call('RPUSH', KEYS[3], 1)
+    redis.call('LTRIM', KEYS[3], -tonumber(ARGV[1]), -1)
+    redis.call('EXPIRE', KEYS[3], 60)
+end
+return {redis.call('LLEN', KEYS[1]), awake}"""
+_AWAKE = _NOW + """redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])"""
+_scripts: dict = {}
+
+
+def _script(broker, source: str):
+    key = (id(broker.connection), source)
+    if key not in _scripts:
+        _scripts[key] = broker.connection.register_script(source)
+    return _scripts[key]
+
+
+def _awake_key(broker) -> str:
+    return f"{broker.list_key}:awake"
+
+
+def _nudge_key(broker) -> str:
+    return f"{broker.list_key}:nudge"
+
+
+def nudged(seconds: float) -> bool:
+    """Wait up to `seconds` for a producer to say it committed work (Redis broker; elsewhere
+    False at once): an awake worker with nothing to do waits here rather than polling the
+    database or going back to sleep."""
+    try:
+        broker = _shared_broker()
+        if not isinstance(broker, Redis) or seconds <= 0:
+            return False
+        return broker.connection.blpop([_nudge_key(broker)], timeout=seconds) is not None
+    except Exception:  # noqa: BLE001 - then it sleeps, and producers send a message
+        log.warning("could not wait for work on the broker")
+        return False
+
+
+def awake(holder: str) -> None:
+    """This worker drains the queue now: it will look at the queue again before it sleeps."""
+    try:
+        broker = _shared_broker()
+        if isinstance(broker, Redis) and settings.REBOUND["DRAIN_SECONDS"] > 0:
+            seconds = settings.REBOUND["DRAIN_SECONDS"] + 1.0
+            _script(broker, _AWAKE)(keys=[_awake_key(broker)], args=[holder, seconds])
+    except Exception:  # noqa: BLE001 - not counted awake: producers send a message instead
+        log.warning("could not say worker %s is awake", holder)
+
+
+def asleep(holder: str) -> None:
+    """This worker (or a dead one) will not look at the queue again until a message comes.
+    A worker says it before its last look, never after."""
+    try:
+        broker = _shared_broker()
+        if isinstance(broker, Redis) and settings.REBOUND["DRAIN_SECONDS"] > 0:
+            broker.connection.zrem(_awake_key(broker), holder)
+    except Exception:  # noqa: BLE001 - its word expires by itself
+        log.warning("could not say worker %s is asleep", holder)
 
 
 def enqueue_now(operation_id, *, coalesce: bool = True) -> bool:

@@ -56,6 +56,7 @@ def recover_lost() -> int:
                         operation.lease_holder or "?",
                         "timed out" if timed_out else "host silent" if lost_host else "crashed")
             followups.run(operation.pk)  # a no-op unless the recovery failed it for good
+            delivery.asleep(operation.lease_holder)  # a dead worker never looks again
             recovered += 1
     return recovered
 

@@ -167,19 +167,39 @@ def run(operation_id) -> str:
     holder = holder_id()
     host_alive()
     deadline = time.monotonic() + settings.REBOUND["DRAIN_SECONDS"]
-    operation = fastpath.claim_next(holder, pk=operation_id) if operation_id else None
-    if operation is None:
-        # A duplicate delivery, a cancelled operation, one already drained, or a wake-up.
-        drain(holder, deadline)
-        return "skipped"
-    outcome, following = execute(operation, drain_for=_draining(holder, deadline))
-    drain(holder, deadline, following)
-    return outcome
+    delivery.awake(holder)
+    try:
+        operation = fastpath.claim_next(holder, pk=operation_id) if operation_id else None
+        if operation is None:
+            # A duplicate delivery, a cancelled operation, one already drained, or a wake-up.
+            drain(holder, deadline)
+            return "skipped"
+        outcome, following = execute(operation, drain_for=_draining(holder, deadline))
+        drain(holder, deadline, following)
+        return outcome
+    except BaseException:
+        delivery.asleep(holder)  # drain says it on every way out but this one
+        raise
 
 
 def _draining(holder: str, deadline: float) -> str | None:
     """The holder to claim the next operation for, while the time slice lasts."""
     return holder if time.monotonic() < deadline and not stopping.is_set() else None
+
+
+# A worker that finds the queue empty waits this long for a producer's nudge before it sleeps:
+# under a steady stream new work comes within milliseconds, and a worker still awake takes it
+# without a broker message (see `delivery`).
+LINGER_SECONDS = 0.25
+
+
+def _linger(holder: str, deadline: float) -> Operation | None:
+    until = min(time.monotonic() + LINGER_SECONDS, deadline)
+    while not stopping.is_set() and delivery.nudged(until - time.monotonic()):
+        following = fastpath.claim_next(holder)
+        if following is not None:
+            return following
+    return None
 
 
 def drain(holder: str, deadline: float, following: Operation | None = None) -> int:
@@ -189,13 +209,20 @@ def drain(holder: str, deadline: float, following: Operation | None = None) -> i
     while True:
         if following is None:
             if _draining(holder, deadline) is None:
+                delivery.asleep(holder)
                 if settings.REBOUND["DRAIN_SECONDS"] > 0 and not stopping.is_set():
                     delivery.hand_off()  # the slice ended, maybe not the queue: wake the next
                 return ran
             host_alive()
-            following = fastpath.claim_next(holder)
+            following = fastpath.claim_next(holder) or _linger(holder, deadline)
             if following is None:
-                return ran
+                # Asleep first, then one last look: whatever a producer committed while it
+                # counted this worker awake is found now.
+                delivery.asleep(holder)
+                following = fastpath.claim_next(holder)
+                if following is None:
+                    return ran
+                delivery.awake(holder)
         _, following = execute(following, drain_for=_draining(holder, deadline))
         ran += 1
 
