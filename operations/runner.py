@@ -69,7 +69,8 @@ class LeaseKeeper:
     alive while their handlers block (an AI call, a slow read): every second it says the host
     is alive, every third of a lease it extends each lease. It stops extending an attempt past
     its time limit, so a stuck attempt's lease expires and the dispatcher records it as timed
-    out. The thread is started once, so a short operation costs it nothing."""
+    out. The thread is started once, so a short operation costs it nothing; while it has
+    nothing to keep it holds no database connection."""
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -98,6 +99,8 @@ class LeaseKeeper:
                     entries = list(self.watched.values())
                 if entries:
                     self._keep(entries, extend_every)
+                else:
+                    connection.close()  # nothing to keep: hold no database connection
         finally:
             connection.close()
 
