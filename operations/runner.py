@@ -118,6 +118,8 @@ class LeaseKeeper:
         except OperationalError:
             log.warning("lease extension failed; will try again")
             close_old_connections()
+        except Exception:  # noqa: BLE001 - a keeper that died would keep no lease at all
+            log.exception("lease extension failed; will try again")
 
 
 keeper = LeaseKeeper()

@@ -1,6 +1,7 @@
 """Hosts that vanish are noticed in seconds: a host whose processes all went silent for
 REBOUND_HOST_DEAD_AFTER has its operations recovered by another host's dispatcher (counted as
 a crash, fenced); a host that stopped on purpose, or whose workers still beat, is left alone."""
+import time
 from datetime import timedelta
 
 import pytest
@@ -84,3 +85,21 @@ def test_a_worker_says_its_host_is_alive_before_it_claims_anything(user, monkeyp
     operation = OperationFactory(owner=user, kind="tests.host_known")
     assert runner.run(operation.pk) == "completed"
     assert HOST_SEEN == {"known": True}  # before the lease keeper's first beat (1 s later)
+
+
+def test_the_lease_keeper_survives_a_pass_that_fails_unexpectedly(user, monkeypatch):
+    operation = OperationFactory(owner=user)
+    operation.claim("host:1:1")
+    operation.refresh_from_db()
+    keeper = runner.LeaseKeeper()
+
+    def broken(force=False):
+        raise RuntimeError("not a database error")
+
+    monkeypatch.setattr(runner, "host_alive", broken)
+    keeper._keep([[operation, operation.lease_token, 60.0, 0.0, 0.0]], extend_every=1.0)
+    monkeypatch.undo()
+    before = Operation.objects.get(pk=operation.pk).lease_expires_at
+    keeper._keep([[operation, operation.lease_token, 60.0, time.monotonic(), 0.0]],
+                 extend_every=0.0)  # the next pass works again
+    assert Operation.objects.get(pk=operation.pk).lease_expires_at > before
