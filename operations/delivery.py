@@ -60,9 +60,9 @@ def woken(broker) -> int:
         return OrmQ.objects.using(Conf.ORM).filter(key=broker.list_key,
                                                    lock__lte=timezone.now()).count()
     if isinstance(broker, Redis):
-        untaken, awake = _script(broker, _WOKEN)(
-            keys=[broker.list_key, _awake_key(broker), _nudge_key(broker)],
-            args=[settings.Q_CLUSTER["workers"]])
+        untaken, awake = _run(broker, _WOKEN,
+                              keys=[broker.list_key, _awake_key(broker), _nudge_key(broker)],
+                              args=[settings.Q_CLUSTER["workers"]])
         return untaken + awake
     return broker.queue_size()
 
@@ -83,11 +83,11 @@ return redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])"""
 _scripts: dict = {}
 
 
-def _script(broker, source: str):
-    key = (id(broker.connection), source)
-    if key not in _scripts:
-        _scripts[key] = broker.connection.register_script(source)
-    return _scripts[key]
+def _run(broker, source: str, keys: list, args: list):
+    """Run a Lua script on the broker's Redis (sent once, then called by its digest)."""
+    if source not in _scripts:
+        _scripts[source] = broker.connection.register_script(source)
+    return _scripts[source](keys=keys, args=args, client=broker.connection)
 
 
 def _awake_key(broker) -> str:
@@ -118,7 +118,7 @@ def awake(holder: str) -> None:
         broker = _shared_broker()
         if isinstance(broker, Redis) and settings.REBOUND["DRAIN_SECONDS"] > 0:
             seconds = settings.REBOUND["DRAIN_SECONDS"] + 1.0
-            _script(broker, _AWAKE)(keys=[_awake_key(broker)], args=[holder, seconds])
+            _run(broker, _AWAKE, keys=[_awake_key(broker)], args=[holder, seconds])
     except Exception:  # noqa: BLE001 - not counted awake: producers send a message instead
         log.warning("could not say worker %s is awake", holder)
 
