@@ -46,7 +46,10 @@ candidate AS (
     RETURNING operation_id
 )"""
 
-# The fenced completion; its Attempt is closed only if it won.
+# The fenced completion; its Attempt is closed only if it won. The Attempt is named by its
+# unique key (operation, number), not through `finished`: a prepared statement keeps its
+# generic plan for the connection's life, and one made while the table was small scanned it
+# whole on every completion once it had grown.
 _COMPLETE = """
 finished AS (
     UPDATE operations_operation SET
@@ -60,8 +63,8 @@ finished AS (
     UPDATE operations_attempt SET
         outcome = 'succeeded', finished_at = statement_timestamp(), delay_seconds = NULL,
         error_code = '', error_message = '', error_detail = ''
-    WHERE operation_id IN (SELECT id FROM finished) AND number = %(number)s
-      AND outcome IS NULL
+    WHERE operation_id = %(done)s AND number = %(number)s AND outcome IS NULL
+      AND EXISTS (SELECT FROM finished)
     RETURNING 1
 )"""
 
