@@ -57,11 +57,12 @@ class Timed:
     def __init__(self):
         from django.db import connection
 
-        from operations import delivery
+        from operations import delivery, fastpath
 
         self.sql, self.counts, self.messages = [], [], 0
         self.delivery, self.room, self.send = delivery, delivery.room, delivery.async_task
-        connection.execute_wrappers.append(self._statement)
+        connection.execute_wrappers.append(self._statement)  # Django's own statements
+        self.fetchone, fastpath._fetchone = fastpath._fetchone, self._prepared  # prepared ones
         delivery.room = self._room
         delivery.async_task = self._send
 
@@ -72,6 +73,13 @@ class Timed:
         started = time.perf_counter()
         try:
             return execute(sql, params, many, context)
+        finally:
+            self.sql.append(time.perf_counter() - started)
+
+    def _prepared(self, sql, params):
+        started = time.perf_counter()
+        try:
+            return self.fetchone(sql, params)
         finally:
             self.sql.append(time.perf_counter() - started)
 

@@ -16,7 +16,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.db.models.functions import Now
 
-from operations import kinds
+from operations import fastpath, kinds
 from operations.delivery import enqueue_all_on_commit, enqueue_on_commit
 from operations.models import Channel, Operation, SendWindow, Status, Trigger, db_now_plus
 from operations.refusals import declare
@@ -55,11 +55,11 @@ def submit(kind: str, owner, input: dict, *, channel=Channel.AUTO, triggered_by=
     fields = _new_fields(kind, owner, input, dependency, channel=channel,
                          triggered_by=triggered_by, checkpoint=checkpoint, dedupe_key=dedupe_key)
     if dedupe_key is None:
-        operation = Operation.objects.create(**fields)
+        operation = fastpath.create(**fields)
     else:
         try:
             with transaction.atomic():  # a savepoint: the surrounding transaction survives
-                operation = Operation.objects.create(**fields)
+                operation = fastpath.create(**fields)
         except IntegrityError:
             # The key exists: another submission won (its insert committed before ours failed).
             existing = Operation.objects.filter(dedupe_key=dedupe_key).first()

@@ -7,7 +7,7 @@ import json
 import pytest
 from django.db import connection
 
-from operations import fastpath
+from operations import fastpath, runner
 from operations.models import Attempt, Operation, Status
 from operations.services import submit
 
@@ -52,3 +52,16 @@ def test_a_completion_finds_its_attempt_by_key_in_the_kept_plan(user):
     fastpath.complete(following, following.lease_token, following.attempt_count, None)
     assert Attempt.objects.filter(outcome="succeeded").count() == 2
     assert Operation.objects.filter(status=Status.PENDING).get().pk in {o.pk for o in operations}
+
+
+def test_a_submission_bound_on_the_server_writes_what_the_orm_would(user):
+    operation = submit("diagnostics.noop", user, {"n": 1}, dedupe_key="step-1")
+    stored = Operation.objects.get(pk=operation.pk)
+    for field in Operation._meta.concrete_fields:
+        assert getattr(operation, field.attname) == getattr(stored, field.attname), field.name
+    assert stored.enqueued_at is not None and stored.status == Status.PENDING
+    assert stored.triggered_by_id == user.pk and stored.input == {"n": 1}
+    assert submit("diagnostics.noop", user, {"n": 2}, dedupe_key="step-1").pk == operation.pk
+    operation.delete()  # a saved instance, as the ORM's would be: it can be deleted, run
+    again = submit("diagnostics.noop", user, {})
+    assert runner.run(again.pk) == "completed"
