@@ -10,13 +10,14 @@ planning them (a few CTEs over a table with many indexes) cost more than running
 import uuid
 
 import psycopg
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from operations import gates
 from operations.models import Operation, Status, lease_seconds
 
 _FIELDS = [field for field in Operation._meta.concrete_fields]
 _COLUMNS = ", ".join(f"o.{field.column}" for field in _FIELDS)
+_ATTNAMES = [field.attname for field in _FIELDS]
 _JSON = [i for i, field in enumerate(_FIELDS) if field.get_internal_type() == "JSONField"]
 
 # Lock the candidate (or skip it if another claim holds it), move it to processing with a fresh
@@ -78,6 +79,9 @@ _COMPLETE_AND_CLAIM = "WITH" + _COMPLETE + "," + _CLAIM.format(
     which=_QUEUE_ORDER, columns=_COLUMNS) + """
 SELECT (SELECT count(*) FROM finished), claimed.*
 FROM (SELECT 1) AS one LEFT JOIN claimed ON true"""
+# As bytes: psycopg would encode (and hash) a text statement again at every call.
+_CLAIM_ONE, _CLAIM_OLDEST, _COMPLETE_ONLY, _COMPLETE_AND_CLAIM = (
+    sql.encode() for sql in (_CLAIM_ONE, _CLAIM_OLDEST, _COMPLETE_ONLY, _COMPLETE_AND_CLAIM))
 
 
 # A new operation, bound on the server: Django's inserts render every value into the statement
@@ -85,38 +89,46 @@ FROM (SELECT 1) AS one LEFT JOIN claimed ON true"""
 _INSERTED = [field for field in _FIELDS if field.attname != "enqueued_at"]
 _INSERT = "INSERT INTO operations_operation ({}, enqueued_at) VALUES ({}, {}) RETURNING {}".format(
     ", ".join(field.column for field in _INSERTED), ", ".join(["%s"] * len(_INSERTED)),
-    "CASE WHEN %s THEN statement_timestamp() END", "enqueued_at")  # Now() as Django renders it
+    # enqueued_at: Now() as Django renders it, or NULL.
+    "CASE WHEN %s THEN statement_timestamp() END", "enqueued_at").encode()
 
 
 def create(**fields) -> Operation:
     """`Operation.objects.create(**fields)`, as one prepared INSERT on PostgreSQL; a field
     `enqueued_at` may be `Now()` (or None). Raises IntegrityError as `create` does."""
-    enqueued = fields.pop("enqueued_at", None)
-    if connection.vendor != "postgresql":
+    enqueued, db = fields.pop("enqueued_at", None), _db()
+    if db.vendor != "postgresql":
         return Operation.objects.create(**fields, enqueued_at=enqueued)
-    operation, db = Operation(**fields), connections[DEFAULT_DB_ALIAS]  # not the proxy: 37 uses
+    operation = Operation(**fields)
     values = [field.get_db_prep_save(field.pre_save(operation, True), db) for field in _INSERTED]
     operation.enqueued_at = _fetchone(_INSERT, [*values, enqueued is not None])[0]
-    operation._state.adding, operation._state.db = False, connection.alias
+    operation._state.adding, operation._state.db = False, db.alias
     return operation
 
 
+def _db():
+    """Django's default connection itself: its proxy (`django.db.connection`) costs a lookup
+    per attribute, and the hot path reads dozens."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
 def _operation(row) -> Operation:
-    values = list(row)
+    values, db = list(row), _db()
     for i in _JSON:
-        values[i] = _FIELDS[i].from_db_value(values[i], None, connection)
-    return Operation.from_db(connection.alias, [f.attname for f in _FIELDS], values)
+        values[i] = _FIELDS[i].from_db_value(values[i], None, db)
+    return Operation.from_db(db.alias, _ATTNAMES, values)
 
 
-def _fetchone(sql: str, params: dict):
+def _fetchone(sql: bytes, params):
     """The first row of a hot statement, run as a prepared statement on Django's connection
     (in its transaction, with its errors). Django's own queries bind on the client and are
     never prepared; a threshold no count reaches leaves preparing to the statements here."""
-    connection.ensure_connection()
-    raw = connection.connection
+    db = _db()
+    db.ensure_connection()
+    raw = db.connection
     if raw.prepare_threshold is None:
         raw.prepare_threshold = 2**31
-    with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+    with db.wrap_database_errors, psycopg.Cursor(raw) as cursor:
         cursor.execute(sql, params, prepare=True)
         return cursor.fetchone()
 
@@ -131,7 +143,7 @@ def claim_next(holder: str, pk=None) -> Operation | None:
     """Claim operation `pk`, or the first pending one in the queue's order; None if there is
     none to claim. Operations whose dependency's gate is not closed are not claimed (but for
     each half-open gate's one probe)."""
-    if connection.vendor != "postgresql":
+    if _db().vendor != "postgresql":
         blocked, probes = gates.blocked()
         return Operation.claim_next(holder, pk, blocked=blocked, probes=probes)
     if pk is None:
@@ -147,11 +159,12 @@ def complete(operation: Operation, token, number: int, result, *, also=None,
     `then_claim_for`, also claim the next pending operation for that holder in the same
     round trip where the database allows (elsewhere the caller claims it next). Returns
     (won, the operation claimed or None)."""
-    if also is not None or connection.vendor != "postgresql" or not connection.get_autocommit():
+    db = _db()
+    if also is not None or db.vendor != "postgresql" or not db.get_autocommit():
         return operation.complete(token, number, result, also=also), None
     params = {"done": operation.pk, "done_token": token, "number": number,
               "followup": operation.has_followups(Status.COMPLETED),
-              "result": Operation._meta.get_field("result").get_db_prep_save(result, connection)}
+              "result": Operation._meta.get_field("result").get_db_prep_save(result, db)}
     if then_claim_for is None:
         return _fetchone(_COMPLETE_ONLY, params)[0] == 1, None
     row = _fetchone(_COMPLETE_AND_CLAIM, {**params, **_claim_params(then_claim_for)})
