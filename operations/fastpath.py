@@ -154,19 +154,19 @@ def claim_next(holder: str, pk=None) -> Operation | None:
 
 
 def complete(operation: Operation, token, number: int, result, *, also=None,
-             then_claim_for: str | None = None) -> tuple[bool, Operation | None]:
+             then_claim_for: str | None = None) -> tuple[bool, Operation | None, bool]:
     """Complete `operation` (fenced by `token`; `also` as for `Operation.complete`); with
     `then_claim_for`, also claim the next pending operation for that holder in the same
     round trip where the database allows (elsewhere the caller claims it next). Returns
-    (won, the operation claimed or None)."""
+    (won, the operation claimed or None, whether the queue was looked at)."""
     db = _db()
     if also is not None or db.vendor != "postgresql" or not db.get_autocommit():
-        return operation.complete(token, number, result, also=also), None
+        return operation.complete(token, number, result, also=also), None, False
     params = {"done": operation.pk, "done_token": token, "number": number,
               "followup": operation.has_followups(Status.COMPLETED),
               "result": Operation._meta.get_field("result").get_db_prep_save(result, db)}
     if then_claim_for is None:
-        return _fetchone(_COMPLETE_ONLY, params)[0] == 1, None
+        return _fetchone(_COMPLETE_ONLY, params)[0] == 1, None, False
     row = _fetchone(_COMPLETE_AND_CLAIM, {**params, **_claim_params(then_claim_for)})
     following = _operation(row[1:]) if row[1] is not None else None
-    return row[0] == 1, following
+    return row[0] == 1, following, True

@@ -179,8 +179,8 @@ def run(operation_id) -> str:
             # A duplicate delivery, a cancelled operation, one already drained, or a wake-up.
             drain(holder, deadline)
             return "skipped"
-        outcome, following = execute(operation, drain_for=_draining(holder, deadline))
-        drain(holder, deadline, following)
+        outcome, following, looked = execute(operation, drain_for=_draining(holder, deadline))
+        drain(holder, deadline, following, looked)
         return outcome
     except BaseException:
         delivery.asleep(holder)  # drain says it on every way out but this one
@@ -207,9 +207,12 @@ def _linger(holder: str, deadline: float) -> Operation | None:
     return None
 
 
-def drain(holder: str, deadline: float, following: Operation | None = None) -> int:
+def drain(holder: str, deadline: float, following: Operation | None = None,
+          looked: bool = False) -> int:
     """Run `following` (already claimed) and then the pending operations in the queue's order,
-    until the queue is empty or the time slice is spent. Returns how many ran."""
+    until the queue is empty or the time slice is spent. Returns how many ran. `looked`: the
+    completion before found the queue empty just now (it tried to claim in the same
+    statement), so the worker waits for a nudge before it looks again."""
     ran = 0
     while True:
         if following is None:
@@ -219,7 +222,8 @@ def drain(holder: str, deadline: float, following: Operation | None = None) -> i
                     delivery.hand_off()  # the slice ended, maybe not the queue: wake the next
                 return ran
             host_alive()
-            following = fastpath.claim_next(holder) or _linger(holder, deadline)
+            following = (None if looked else fastpath.claim_next(holder)) or _linger(
+                holder, deadline)
             if following is None:
                 # Asleep first, then one last look: whatever a producer committed while it
                 # counted this worker awake is found now.
@@ -228,15 +232,17 @@ def drain(holder: str, deadline: float, following: Operation | None = None) -> i
                 if following is None:
                     return ran
                 delivery.awake(holder)
-        _, following = execute(following, drain_for=_draining(holder, deadline))
+        _, following, looked = execute(following, drain_for=_draining(holder, deadline))
         ran += 1
 
 
-def execute(operation: Operation, drain_for: str | None = None) -> tuple[str, Operation | None]:
+def execute(operation: Operation,
+            drain_for: str | None = None) -> tuple[str, Operation | None, bool]:
     """Run a claimed operation's attempt (its number is the operation's attempt count) and
     write what it came to. With `drain_for`, a successful completion also claims the next
     pending operation for that holder where the database can do both in one round trip.
-    Returns the outcome and that next operation (or None)."""
+    Returns the outcome, that next operation (or None) and whether the queue was looked at
+    for it."""
     number = operation.attempt_count
     kind = kinds.find(operation.kind)
     previous_sigterm = _catch_sigterm()
@@ -244,21 +250,21 @@ def execute(operation: Operation, drain_for: str | None = None) -> tuple[str, Op
     keeper.watch(operation, operation.lease_token, kind.policy.time_limit)
     log.info("operation=%s kind=%s attempt=%s trigger=%s started", operation.pk, operation.kind,
              number, operation.next_trigger)
-    following = None
+    following, looked = None, False
     try:
         try:
             result = kind.handler(context)
         except LeaseLost:
             log.warning("operation=%s attempt=%s lost its lease; result discarded", operation.pk,
                         number)
-            return "lease_lost", None
+            return "lease_lost", None, False
         except WorkerStopping:
             return _write_final(lambda: operation.release(context.token, number),
-                                operation, number, "released"), None
+                                operation, number, "released"), None, False
         except Exception as exc:  # noqa: BLE001 - every failure is classified and recorded
             outcome = _settle_failure(operation, context, kind, exc)
         else:
-            outcome, following = _complete(operation, context, kind, result, drain_for)
+            outcome, following, looked = _complete(operation, context, kind, result, drain_for)
         finally:
             keeper.unwatch(operation)
     finally:
@@ -266,28 +272,29 @@ def execute(operation: Operation, drain_for: str | None = None) -> tuple[str, Op
     if outcome == "failed" or (outcome == "completed"
                                and operation.has_followups(Status.COMPLETED)):
         followups.run(operation.pk)
-    return outcome, following
+    return outcome, following, looked
 
 
-def _complete(operation, context, kind, result, drain_for) -> tuple[str, Operation | None]:
+def _complete(operation, context, kind, result,
+              drain_for) -> tuple[str, Operation | None, bool]:
     also = None
     if isinstance(result, kinds.Completion):
         result, also = result.result, result.write
-    following = []
+    following, looked = [], []
 
     def write():
-        won, claimed = fastpath.complete(operation, context.token, context.attempt_number,
-                                         result, also=also, then_claim_for=drain_for)
-        following[:] = [claimed] if claimed else []
+        won, claimed, seen = fastpath.complete(operation, context.token, context.attempt_number,
+                                               result, also=also, then_claim_for=drain_for)
+        following[:], looked[:] = [claimed] if claimed else [], [seen]
         return won
 
     try:
         outcome = _write_final(write, operation, context.attempt_number, "completed")
     except Exception as exc:  # noqa: BLE001 - the handler's own write failed: a failed attempt
-        return _settle_failure(operation, context, kind, exc), None
+        return _settle_failure(operation, context, kind, exc), None, False
     if operation.dependency and outcome == "completed":
         gates.note_up(operation.dependency, operation.pk)
-    return outcome, (following[0] if following else None)
+    return outcome, (following[0] if following else None), any(looked)
 
 
 def _settle_failure(operation, context, kind, exc) -> str:

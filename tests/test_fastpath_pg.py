@@ -42,9 +42,10 @@ def generic_plan(fragment: str) -> dict:
 def test_a_completion_finds_its_attempt_by_key_in_the_kept_plan(user):
     operations = [submit("diagnostics.noop", user, {}) for _ in range(3)]
     claimed = fastpath.claim_next("host:1:1")
-    won, following = fastpath.complete(claimed, claimed.lease_token, claimed.attempt_count, None,
-                                       then_claim_for="host:1:1")
-    assert won and following is not None
+    won, following, looked = fastpath.complete(claimed, claimed.lease_token,
+                                               claimed.attempt_count, None,
+                                               then_claim_for="host:1:1")
+    assert won and following is not None and looked
     plan = generic_plan("finished AS")
     # Was a sequential scan: every completion read the whole Attempt table.
     assert scans(plan, "operations_attempt") <= {"Index Scan", "Index Only Scan"}, plan
