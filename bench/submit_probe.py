@@ -5,9 +5,10 @@
 
 One producer thread submits no-op operations at a steady rate (as `sustained_bench.py` does)
 into a fresh database, first with no workers running, then beside a 2-process cluster and the
-dispatcher. Each submit is timed whole and in parts: the INSERT with its commit (every
-statement on the producer's connection), the count of woken workers (`delivery.room`), and
-how many broker messages were sent. CPU is read per process from /proc (exited workers count
+dispatcher. Each submit is timed whole and in parts: its database time (every statement on
+the producer's connection: the INSERT with its commit, and on the ORM broker the count of
+untaken messages too), the count of woken workers (`delivery.room`, broker round trip
+included), and how many broker messages were sent. CPU is read per process from /proc (exited workers count
 in their parent)."""
 import argparse
 import os
@@ -57,12 +58,12 @@ class Timed:
     def __init__(self):
         from django.db import connection
 
-        from operations import delivery, fastpath
+        from operations import delivery, prepared
 
         self.sql, self.counts, self.messages = [], [], 0
         self.delivery, self.room, self.send = delivery, delivery.room, delivery.async_task
         connection.execute_wrappers.append(self._statement)  # Django's own statements
-        self.fetchone, fastpath._fetchone = fastpath._fetchone, self._prepared  # prepared ones
+        self.fetchone, prepared.fetchone = prepared.fetchone, self._prepared  # prepared ones
         delivery.room = self._room
         delivery.async_task = self._send
 
@@ -113,7 +114,7 @@ def produce(rate: float, seconds: float, user, timed: Timed) -> dict:
     return {"achieved": count / elapsed, "elapsed": elapsed, "count": count,
             "p50": 1000 * statistics.median(walls),
             "p95": 1000 * statistics.quantiles(walls, n=20)[-1], "mean": ms(walls),
-            "insert": ms(timed.sql), "room": ms(timed.counts), "messages": timed.messages,
+            "insert": 1000 * sum(timed.sql) / count, "room": ms(timed.counts), "messages": timed.messages,
             "cpu": 1000 * (time.process_time() - cpu_before) / count}
 
 
@@ -155,7 +156,7 @@ def main(args) -> None:
             proc.wait()
     print(f"broker {args.broker}; {args.rate:.0f}/s offered for {args.seconds:.0f} s beside "
           f"the workers (alone: {alone['count']} submits at up to 200/s, no workers)")
-    print("| | achieved | submit p50 / p95 / mean | INSERT + commit, mean | broker count, mean "
+    print("| | achieved | submit p50 / p95 / mean | database, per submit | broker count, mean "
           "| producer CPU per submit | messages sent |")
     print("|---|---|---|---|---|---|---|")
     for name, r in (("alone", alone), ("beside the workers", busy)):

@@ -18,8 +18,9 @@ when it recovers the operation it held); counting it only ever saves a message t
 worker makes unnecessary, so nothing waits longer than that.
 """
 import logging
+
 from django.conf import settings
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.brokers.orm import ORM
@@ -27,6 +28,8 @@ from django_q.brokers.redis_broker import Redis
 from django_q.conf import Conf
 from django_q.models import OrmQ
 from django_q.tasks import async_task
+
+from operations import prepared
 
 log = logging.getLogger("rebound.delivery")
 
@@ -56,7 +59,9 @@ def woken(broker) -> int:
     if isinstance(broker, ORM):
         # Messages the ORM broker keeps unlocked (taken ones stay, locked, until acknowledged).
         # django-q2's queue_size() without its close_old_connections(), which costs this
-        # process a health-check query on its next statement.
+        # process a health-check query on its next statement; prepared where it can be.
+        if Conf.ORM == DEFAULT_DB_ALIAS and prepared.on_postgres():
+            return prepared.fetchone(_UNTAKEN, [broker.list_key, timezone.now()])[0]
         return OrmQ.objects.using(Conf.ORM).filter(key=broker.list_key,
                                                    lock__lte=timezone.now()).count()
     if isinstance(broker, Redis):
@@ -66,6 +71,8 @@ def woken(broker) -> int:
         return untaken + awake
     return broker.queue_size()
 
+
+_UNTAKEN = f"SELECT count(*) FROM {OrmQ._meta.db_table} WHERE key = %s AND lock <= %s".encode()
 
 # The awake workers of a queue: a sorted set of holders, scored by when their word expires
 # (Redis's clock, so hosts' clocks never matter). Counting them also nudges one that waits for

@@ -5,14 +5,11 @@ one. Each is the same conditional write as the model methods (`Operation.claim_n
 `Operation.complete`), which it uses on other databases: the row count decides, and a row
 another claim holds is skipped (SKIP LOCKED), never waited for.
 
-These statements run prepared: PostgreSQL parses and plans each once per connection, where
-planning them (a few CTEs over a table with many indexes) cost more than running them."""
+These statements run prepared (`operations.prepared`): planning them (a few CTEs over a table
+with many indexes) cost more than running them."""
 import uuid
 
-import psycopg
-from django.db import DEFAULT_DB_ALIAS, connections
-
-from operations import gates
+from operations import gates, prepared
 from operations.models import Operation, Status, lease_seconds
 
 _FIELDS = [field for field in Operation._meta.concrete_fields]
@@ -79,7 +76,6 @@ _COMPLETE_AND_CLAIM = "WITH" + _COMPLETE + "," + _CLAIM.format(
     which=_QUEUE_ORDER, columns=_COLUMNS) + """
 SELECT (SELECT count(*) FROM finished), claimed.*
 FROM (SELECT 1) AS one LEFT JOIN claimed ON true"""
-# As bytes: psycopg would encode (and hash) a text statement again at every call.
 _CLAIM_ONE, _CLAIM_OLDEST, _COMPLETE_ONLY, _COMPLETE_AND_CLAIM = (
     sql.encode() for sql in (_CLAIM_ONE, _CLAIM_OLDEST, _COMPLETE_ONLY, _COMPLETE_AND_CLAIM))
 
@@ -96,41 +92,21 @@ _INSERT = "INSERT INTO operations_operation ({}, enqueued_at) VALUES ({}, {}) RE
 def create(**fields) -> Operation:
     """`Operation.objects.create(**fields)`, as one prepared INSERT on PostgreSQL; a field
     `enqueued_at` may be `Now()` (or None). Raises IntegrityError as `create` does."""
-    enqueued, db = fields.pop("enqueued_at", None), _db()
+    enqueued, db = fields.pop("enqueued_at", None), prepared.db()
     if db.vendor != "postgresql":
         return Operation.objects.create(**fields, enqueued_at=enqueued)
     operation = Operation(**fields)
     values = [field.get_db_prep_save(field.pre_save(operation, True), db) for field in _INSERTED]
-    operation.enqueued_at = _fetchone(_INSERT, [*values, enqueued is not None])[0]
+    operation.enqueued_at = prepared.fetchone(_INSERT, [*values, enqueued is not None])[0]
     operation._state.adding, operation._state.db = False, db.alias
     return operation
 
 
-def _db():
-    """Django's default connection itself: its proxy (`django.db.connection`) costs a lookup
-    per attribute, and the hot path reads dozens."""
-    return connections[DEFAULT_DB_ALIAS]
-
-
 def _operation(row) -> Operation:
-    values, db = list(row), _db()
+    values, db = list(row), prepared.db()
     for i in _JSON:
         values[i] = _FIELDS[i].from_db_value(values[i], None, db)
     return Operation.from_db(db.alias, _ATTNAMES, values)
-
-
-def _fetchone(sql: bytes, params):
-    """The first row of a hot statement, run as a prepared statement on Django's connection
-    (in its transaction, with its errors). Django's own queries bind on the client and are
-    never prepared; a threshold no count reaches leaves preparing to the statements here."""
-    db = _db()
-    db.ensure_connection()
-    raw = db.connection
-    if raw.prepare_threshold is None:
-        raw.prepare_threshold = 2**31
-    with db.wrap_database_errors, psycopg.Cursor(raw) as cursor:
-        cursor.execute(sql, params, prepare=True)
-        return cursor.fetchone()
 
 
 def _claim_params(holder: str) -> dict:
@@ -143,13 +119,13 @@ def claim_next(holder: str, pk=None) -> Operation | None:
     """Claim operation `pk`, or the first pending one in the queue's order; None if there is
     none to claim. Operations whose dependency's gate is not closed are not claimed (but for
     each half-open gate's one probe)."""
-    if _db().vendor != "postgresql":
+    if not prepared.on_postgres():
         blocked, probes = gates.blocked()
         return Operation.claim_next(holder, pk, blocked=blocked, probes=probes)
     if pk is None:
-        row = _fetchone(_CLAIM_OLDEST, _claim_params(holder))
+        row = prepared.fetchone(_CLAIM_OLDEST, _claim_params(holder))
     else:
-        row = _fetchone(_CLAIM_ONE, {**_claim_params(holder), "pk": str(pk)})
+        row = prepared.fetchone(_CLAIM_ONE, {**_claim_params(holder), "pk": str(pk)})
     return _operation(row) if row else None
 
 
@@ -159,14 +135,14 @@ def complete(operation: Operation, token, number: int, result, *, also=None,
     `then_claim_for`, also claim the next pending operation for that holder in the same
     round trip where the database allows (elsewhere the caller claims it next). Returns
     (won, the operation claimed or None, whether the queue was looked at)."""
-    db = _db()
+    db = prepared.db()
     if also is not None or db.vendor != "postgresql" or not db.get_autocommit():
         return operation.complete(token, number, result, also=also), None, False
     params = {"done": operation.pk, "done_token": token, "number": number,
               "followup": operation.has_followups(Status.COMPLETED),
               "result": Operation._meta.get_field("result").get_db_prep_save(result, db)}
     if then_claim_for is None:
-        return _fetchone(_COMPLETE_ONLY, params)[0] == 1, None, False
-    row = _fetchone(_COMPLETE_AND_CLAIM, {**params, **_claim_params(then_claim_for)})
+        return prepared.fetchone(_COMPLETE_ONLY, params)[0] == 1, None, False
+    row = prepared.fetchone(_COMPLETE_AND_CLAIM, {**params, **_claim_params(then_claim_for)})
     following = _operation(row[1:]) if row[1] is not None else None
     return row[0] == 1, following, True
