@@ -145,15 +145,15 @@ stopping = threading.Event()
 
 
 def _catch_sigterm():
-    """While a handler runs, SIGTERM asks it to stop; returns the disposition to restore."""
+    """While a delivery runs, SIGTERM asks it to stop; returns the disposition to restore."""
     if threading.current_thread() is not threading.main_thread():
         return None
     return signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
 
 
 def _restore_sigterm(previous) -> None:
-    """Put SIGTERM back; if one came while the handler ran, act on it now that the operation
-    is settled."""
+    """Put SIGTERM back; if one came while the delivery ran, act on it now that its operations
+    are settled."""
     if previous is None:
         return
     signal.signal(signal.SIGTERM, previous)
@@ -168,10 +168,15 @@ def run(operation_id) -> str:
     another worker, cancelled, a duplicate) drains too: it may be the message that was meant
     to wake a worker for the rest (see `delivery`). Returns what happened to the delivered
     operation, for logs and tests. (django-q2's worker has already closed stale database
-    connections before calling it.)"""
+    connections before calling it.)
+
+    SIGTERM is caught from before the first claim to the end: one that comes between a claim
+    and its handler's first heartbeat hands the operation back too (django-q2's worker would
+    otherwise die of it and leave the operation to be recovered as a crash)."""
     holder = holder_id()
     host_alive()
     deadline = time.monotonic() + settings.REBOUND["DRAIN_SECONDS"]
+    previous_sigterm = _catch_sigterm()
     delivery.awake(holder)
     try:
         operation = fastpath.claim_next(holder, pk=operation_id) if operation_id else None
@@ -185,6 +190,8 @@ def run(operation_id) -> str:
     except BaseException:
         delivery.asleep(holder)  # drain says it on every way out but this one
         raise
+    finally:
+        _restore_sigterm(previous_sigterm)
 
 
 def _draining(holder: str, deadline: float) -> str | None:
@@ -245,30 +252,26 @@ def execute(operation: Operation,
     for it."""
     number = operation.attempt_count
     kind = kinds.find(operation.kind)
-    previous_sigterm = _catch_sigterm()
     context = Context(operation, operation.lease_token, number, kind.policy.time_limit)
     keeper.watch(operation, operation.lease_token, kind.policy.time_limit)
     log.info("operation=%s kind=%s attempt=%s trigger=%s started", operation.pk, operation.kind,
              number, operation.next_trigger)
     following, looked = None, False
     try:
-        try:
-            result = kind.handler(context)
-        except LeaseLost:
-            log.warning("operation=%s attempt=%s lost its lease; result discarded", operation.pk,
-                        number)
-            return "lease_lost", None, False
-        except WorkerStopping:
-            return _write_final(lambda: operation.release(context.token, number),
-                                operation, number, "released"), None, False
-        except Exception as exc:  # noqa: BLE001 - every failure is classified and recorded
-            outcome = _settle_failure(operation, context, kind, exc)
-        else:
-            outcome, following, looked = _complete(operation, context, kind, result, drain_for)
-        finally:
-            keeper.unwatch(operation)
+        result = kind.handler(context)
+    except LeaseLost:
+        log.warning("operation=%s attempt=%s lost its lease; result discarded", operation.pk,
+                    number)
+        return "lease_lost", None, False
+    except WorkerStopping:
+        return _write_final(lambda: operation.release(context.token, number),
+                            operation, number, "released"), None, False
+    except Exception as exc:  # noqa: BLE001 - every failure is classified and recorded
+        outcome = _settle_failure(operation, context, kind, exc)
+    else:
+        outcome, following, looked = _complete(operation, context, kind, result, drain_for)
     finally:
-        _restore_sigterm(previous_sigterm)
+        keeper.unwatch(operation)
     if outcome == "failed" or (outcome == "completed"
                                and operation.has_followups(Status.COMPLETED)):
         followups.run(operation.pk)

@@ -34,6 +34,35 @@ def test_successful_run_completes_with_one_attempt():
         (1, Trigger.FIRST, Outcome.SUCCEEDED)]
 
 
+def test_a_sigterm_between_the_claim_and_the_handler_hands_the_operation_back(monkeypatch):
+    """A deploy's SIGTERM can come right after a claim, before the handler has started; the
+    operation is handed back at the handler's first heartbeat, and the signal is acted on
+    once it is settled (django-q2's worker would otherwise die of it mid-claim)."""
+    import os
+    import signal
+
+    operation = OperationFactory(kind="diagnostics.sleep", input={"seconds": 2})
+    claim = runner.fastpath.claim_next
+
+    def claim_then_sigterm(*args, **kwargs):
+        claimed = claim(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return claimed
+
+    monkeypatch.setattr(runner.fastpath, "claim_next", claim_then_sigterm)
+    received = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        assert runner.run(operation.pk) == "released"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        runner.stopping.clear()
+    operation.refresh_from_db()
+    assert operation.status == Status.RETRY_SCHEDULED
+    assert operation.error_code == "worker_stopped"
+    assert received == [signal.SIGTERM]  # passed on after the hand-back
+
+
 def test_transient_error_schedules_the_next_try_after_one_second_plus_jitter():
     operation = flaky(fail_attempts=[1])
     assert runner.run(operation.pk) == "retry_scheduled"
