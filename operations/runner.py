@@ -283,12 +283,12 @@ def _complete(operation, context, kind, result,
     also = None
     if isinstance(result, kinds.Completion):
         result, also = result.result, result.write
-    following, looked = [], []
+    found = [None, False]  # the operation the completion claimed next; whether it looked
 
     def write():
-        won, claimed, seen = fastpath.complete(operation, context.token, context.attempt_number,
-                                               result, also=also, then_claim_for=drain_for)
-        following[:], looked[:] = [claimed] if claimed else [], [seen]
+        won, found[0], found[1] = fastpath.complete(
+            operation, context.token, context.attempt_number, result, also=also,
+            then_claim_for=drain_for)
         return won
 
     try:
@@ -297,7 +297,7 @@ def _complete(operation, context, kind, result,
         return _settle_failure(operation, context, kind, exc), None, False
     if operation.dependency and outcome == "completed":
         gates.note_up(operation.dependency, operation.pk)
-    return outcome, (following[0] if following else None), any(looked)
+    return outcome, found[0], found[1]
 
 
 def _settle_failure(operation, context, kind, exc) -> str:

@@ -48,12 +48,18 @@ def test_a_worker_awake_counts_as_woken(user, broker):
     assert messages(broker) == 2
 
 
+def one_worker_holding_a_delivery(user, broker, settings):
+    """One worker, and an operation whose message it has taken (the test then runs it)."""
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 1}
+    first = submit("diagnostics.noop", user, {})
+    broker.connection.delete(broker.list_key)
+    return first
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_going_to_sleep_runs_what_was_committed_while_it_was_awake(
         user, broker, settings, monkeypatch):
-    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 1}
-    first = submit("diagnostics.noop", user, {})
-    broker.connection.delete(broker.list_key)  # its message taken, by the worker below
+    first = one_worker_holding_a_delivery(user, broker, settings)
     late, really_asleep = [], delivery.asleep
 
     def asleep_just_after_a_submit(holder):
@@ -93,9 +99,7 @@ def test_the_dispatcher_forgets_a_dead_worker_when_it_recovers_its_operation(use
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_with_nothing_to_do_waits_for_a_nudge_and_takes_new_work_at_once(
         user, broker, settings, monkeypatch):
-    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 1}
-    first = submit("diagnostics.noop", user, {})
-    broker.connection.delete(broker.list_key)  # its message taken, by the worker below
+    first = one_worker_holding_a_delivery(user, broker, settings)
     assert broker.connection.llen(broker.nudge_key) == 0  # nobody was awake to nudge
     late, really_nudged = [], delivery.nudged
 

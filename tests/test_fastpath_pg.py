@@ -66,3 +66,21 @@ def test_a_submission_bound_on_the_server_writes_what_the_orm_would(user):
     operation.delete()  # a saved instance, as the ORM's would be: it can be deleted, run
     again = submit("diagnostics.noop", user, {})
     assert runner.run(again.pk) == "completed"
+
+
+def test_a_worker_whose_completion_found_the_queue_empty_does_not_look_again_at_once(
+        user, settings, monkeypatch):
+    """The completion tried to claim the next operation in the same statement; a claim right
+    after it would find what it found. The worker's one more look is the last one before it
+    sleeps."""
+    settings.REBOUND = {**settings.REBOUND, "DRAIN_SECONDS": 5.0}
+    operation = submit("diagnostics.noop", user, {})
+    claims, claim = [], fastpath.claim_next
+
+    def counted(holder, pk=None):
+        claims.append(pk)
+        return claim(holder, pk)
+
+    monkeypatch.setattr(fastpath, "claim_next", counted)
+    assert runner.run(operation.pk) == "completed"
+    assert claims == [operation.pk, None]  # was [pk, None, None]
