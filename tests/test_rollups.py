@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
-from django.db import close_old_connections
+from django.db import connections
 from django.db.models import Count, Q, Sum
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
@@ -194,7 +194,7 @@ def _claim_and_finish(pks, outcome_seed):
             else:
                 op.fail(op.lease_token, op.attempt_count, PERMANENT)
     finally:
-        close_old_connections()
+        connections.close_all()  # this thread's own connection, not only a stale one
 
 
 def _fold_until(stop):
@@ -202,7 +202,7 @@ def _fold_until(stop):
         while not stop.is_set():
             rollups.fold(limit=50)
     finally:
-        close_old_connections()
+        connections.close_all()  # this thread's own connection, not only a stale one
 
 
 @pytest.mark.postgres
@@ -228,8 +228,6 @@ def test_concurrent_workers_and_two_folds_count_each_row_once():
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_counting_pauses_and_never_waits_while_a_rebuild_holds_the_rollups():
-    from django.db import connections
-
     user = UserFactory()
     op = submit("diagnostics.flaky", user, {})
     op.claim("h:1")
