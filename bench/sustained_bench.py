@@ -6,11 +6,13 @@
     .venv/bin/python bench/sustained_bench.py --systems rebound-orm --steps 100,200 --seconds 10
 
 Each system gets 2 worker slots on this machine and the same offered load: no-op tasks
-submitted one by one at a steady rate (--steps, per second) for --seconds each, from one
-producer thread. Per step: the rate actually offered, the backlog (submitted, not started) when
-the step ends, and submit → start p50/p95. A step is *sustained* when the producer offered
-≥ 95 % of the rate, the backlog at its end is under one second of that rate, and p95 is under
-1 s; between steps the backlog drains. The peers run from `../shared/peer-bench/` (its task
+submitted at a steady rate (--steps, per second) for --seconds each, each due at its own time
+and sent by one of --producers threads (4), as requests of a web app would: one thread waiting
+on each submit in turn would offer no more than one over its submit's latency, and measure
+that latency rather than what the queue keeps up with. Per step: the rate actually offered,
+the backlog (submitted, not started) when the step ends, and submit → start p50/p95. A step
+is *sustained* when ≥ 95 % of the rate was offered, the backlog at its end is under one second
+of that rate, and p95 is under 1 s; between steps the backlog drains. The peers run from `../shared/peer-bench/` (its task
 modules and worker commands; its databases and role are created here if missing).
 """
 import argparse
@@ -20,6 +22,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -33,17 +36,26 @@ def steps_of(args) -> list[int]:
     return [int(s) for s in args.steps.split(",")]
 
 
-def pace(rate: int, seconds: float, submit) -> tuple[dict, float]:
-    """Call submit(i) at `rate` per second for `seconds`; {i: submit time}, offered rate."""
+def pace(rate: int, seconds: float, submit, producers: int) -> tuple[dict, float]:
+    """Call submit(i) at `rate` per second for `seconds`, from `producers` threads (i is due
+    at start + i / rate, taken by thread i mod producers): an open load, which one producer
+    waiting on each slow submit would lower. Returns {i: submit time} and the rate offered."""
     count = int(rate * seconds)
     sent, started = {}, time.time()
-    for i in range(count):
-        due = started + i / rate
-        delay = due - time.time()
-        if delay > 0:
-            time.sleep(delay)
-        sent[i] = time.time()
-        submit(i)
+
+    def produce(first):
+        for i in range(first, count, producers):
+            delay = started + i / rate - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            sent[i] = time.time()
+            submit(i)
+
+    threads = [threading.Thread(target=produce, args=(n,)) for n in range(producers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     return sent, count / (time.time() - started)
 
 
@@ -104,7 +116,7 @@ def rebound(broker: str, args) -> list[dict]:
             def one(i):
                 ids[i] = submit("diagnostics.noop", user, {}).pk
 
-            sent, offered = pace(rate, args.seconds, one)
+            sent, offered = pace(rate, args.seconds, one, args.producers)
             step_ids = list(ids.values())
             backlog = Operation.objects.filter(pk__in=step_ids, started_at__isnull=True).count()
             wait(lambda: not pending.exists(), 120, 0.2)
@@ -163,7 +175,8 @@ def peer(name: str, args) -> list[dict]:
         for n, rate in enumerate(steps_of(args)):
             path = f"{rundir}/step{n}.stamps"
             sent, offered = pace(rate, args.seconds,
-                                 lambda i: system.enqueue("noop", path, str(i), "default"))
+                                 lambda i: system.enqueue("noop", path, str(i), "default"),
+                                 args.producers)
             count = len(sent)
             started_by_end = {x[1] for x in perfcommon.read_stamps(path) if x[0] == "start"}
             backlog = count - len(started_by_end)
@@ -186,7 +199,8 @@ def run_one(system: str, args) -> list[dict]:
     else:
         env = dict(os.environ)
     out = subprocess.run([sys.executable, __file__, "--one", system, "--steps", args.steps,
-                          "--seconds", str(args.seconds)], cwd=ROOT, env=env,
+                          "--seconds", str(args.seconds),
+                          "--producers", str(args.producers)], cwd=ROOT, env=env,
                          capture_output=True, text=True)
     if out.returncode:
         sys.exit(f"{system} failed:\n{out.stderr[-3000:]}")
@@ -217,8 +231,9 @@ def table(results: dict) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--systems", default="rebound-orm,procrastinate,rebound-redis,celery")
-    parser.add_argument("--steps", default="100,200,400,800")
+    parser.add_argument("--steps", default="100,200,400,600,800")
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--producers", type=int, default=4)
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
