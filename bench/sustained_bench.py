@@ -12,8 +12,9 @@ on each submit in turn would offer no more than one over its submit's latency, a
 that latency rather than what the queue keeps up with. Per step: the rate actually offered,
 the backlog (submitted, not started) when the step ends, and submit → start p50/p95. A step
 is *sustained* when ≥ 95 % of the rate was offered, the backlog at its end is under one second
-of that rate, and p95 is under 1 s; between steps the backlog drains. The peers run from `../shared/peer-bench/` (its task
-modules and worker commands; its databases and role are created here if missing).
+of that rate, and p95 is under 1 s; between steps the backlog drains. The peers run from
+`../shared/peer-bench/` (its task modules and worker commands; its databases and role are
+created here if missing).
 """
 import argparse
 import json
